@@ -25,6 +25,10 @@ from .strategies import STRATEGIES, Context
 BASES = ("prunable", "all")
 
 
+class Unreachable(ValueError):
+    """The compression ratio cannot be reached on the asked basis by this model."""
+
+
 def check_compression(compression: float) -> None:
     """Raise ``ValueError`` unless ``compression`` is a finite number > 1."""
     if not (isinstance(compression, int | float) and math.isfinite(compression) and compression > 1):
@@ -48,7 +52,7 @@ def weights_to_keep(compression: float, basis: str, n_prunable: int, n_all: int)
     else:
         keep = n_all / compression - (n_all - n_prunable)
         if keep < 0.5:
-            raise ValueError(
+            raise Unreachable(
                 f"compression {compression} is unreachable on basis='all': the {n_all - n_prunable} "
                 f"unprunable parameters alone exceed {n_all}/{compression} = {n_all / compression:.0f}; "
                 f"use basis='prunable' or a smaller ratio"

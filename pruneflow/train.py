@@ -38,6 +38,8 @@ class Schedule:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
+        for name in ("lr", "momentum", "weight_decay"):  # YAML may give ints or strings like '5e-4'
+            object.__setattr__(self, name, float(getattr(self, name)))
         check_weight_decay(self.weight_decay)
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"need epochs >= 0, batch_size >= 1 and lr > 0, got {self}")

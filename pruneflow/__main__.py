@@ -1,0 +1,43 @@
+"""Command line: ``python -m pruneflow run --profile quick [--results DIR] [--only key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import grid
+from .profiles import shipped
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--only takes key=value, got {text!r}")
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pruneflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run (or resume) a profile's grid into a results folder")
+    run.add_argument("--profile", default="quick", help=f"shipped ({', '.join(shipped())}) or a YAML path")
+    run.add_argument("--results", default="results", help="results folder (default: results)")
+    run.add_argument(
+        "--only",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"keep runs with this field value; keys: {', '.join(grid.FILTER_KEYS)}",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        grid.run(args.profile, args.results, only=dict(args.only), progress=not args.quiet)
+    except ValueError as error:
+        parser.exit(2, f"pruneflow: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

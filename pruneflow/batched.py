@@ -1,0 +1,163 @@
+"""Many models of one architecture trained at once: :func:`pruneflow.train.fit` vectorised with torch.func.
+
+The N models' parameters are stacked on a leading model axis (``stack_module_state``) and every
+step takes each model's gradient on its own batch with ``vmap(grad(loss))``. The update is
+torch's SGD on the stacked tensors; for model i at step k (k steps done, K in all):
+
+    g_i <- g_i * m_i,   d_i = g_i + wd * w_i,   b_i = d_i (k = 0) else momentum * b_i + d_i,
+    w_i <- (w_i - lr_k * b_i) * m_i,   lr_k = lr * (1 + cos(pi * k / K)) / 2,
+
+with m_i model i's mask (all ones without one). Each model gets its own batch order from
+``generator(seeds[i])``, so the result is that of ``fit(models[i], ..., seed=seeds[i],
+mask=masks[i])`` up to the floating-point rounding of batched matrix products.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, stack_module_state, vmap
+
+from .data import Dataset
+from .devices import generator
+from .masks import Mask, prunable_weights
+from .train import Diverged, Schedule
+
+
+def fit_many(
+    models: list[nn.Module],
+    data: Dataset,
+    schedule: Schedule,
+    *,
+    seeds: list[int],
+    masks: list[Mask | None] | None = None,
+) -> list[list[float]]:
+    """Train ``models`` in place together, model i as ``fit(models[i], data, schedule,
+    seed=seeds[i], mask=masks[i])`` would; returns each model's mean training loss per epoch.
+
+    The models must share one architecture, device and dtype and hold no buffers (no BatchNorm);
+    ``data`` (on the models' device) must not be augmented. Raises ``ValueError`` otherwise, and
+    ``Diverged`` when a model's epoch loss is not finite (every model then holds its weights of
+    that epoch)."""
+    masks = _check(models, data, seeds, masks)
+    for model in models:
+        model.train()
+    params = {name: p.detach() for name, p in stack_module_state(models)[0].items()}
+    kept = _stack_masks(models, masks, params)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def loss(p: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        value = F.cross_entropy(functional_call(base, p, (x,)), y)
+        return value, value
+
+    grad_and_loss = vmap(grad(loss, has_aux=True))
+    gens = [generator(seed) for seed in seeds]
+    n = len(data.y_train)
+    device = data.x_train.device
+    total = max(1, schedule.epochs * math.ceil(n / schedule.batch_size))
+    buffers: dict[str, Tensor] = {}
+    losses: list[list[float]] = [[] for _ in models]
+    step = 0
+    for epoch in range(schedule.epochs):
+        order = torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)
+        running = torch.zeros(len(models), device=device)
+        for idx in order.split(schedule.batch_size, dim=1):
+            grads, batch_loss = grad_and_loss(params, data.x_train[idx], data.y_train[idx])
+            for name, m in kept.items():
+                grads[name].mul_(m)
+            lr = schedule.lr * (0.5 * (1 + math.cos(math.pi * step / total)))
+            _sgd_step(params, grads, buffers, lr, schedule)
+            step += 1
+            for name, m in kept.items():
+                params[name].mul_(m)
+            running += batch_loss * idx.shape[1]
+        for history, value in zip(losses, running.tolist(), strict=True):
+            history.append(value / n)
+        bad = {i: h[-1] for i, h in enumerate(losses) if not math.isfinite(h[-1])}
+        if bad:
+            _write_back(models, params)
+            raise Diverged(f"training loss of model(s) {bad} at epoch {epoch + 1}/{schedule.epochs}")
+    _write_back(models, params)
+    return losses
+
+
+def _check(
+    models: list[nn.Module], data: Dataset, seeds: list[int], masks: list[Mask | None] | None
+) -> list[Mask | None]:
+    """Validate the arguments of :func:`fit_many`; returns one mask (or None) per model."""
+    if not models:
+        raise ValueError("fit_many needs at least one model")
+    if len(seeds) != len(models):
+        raise ValueError(f"need one seed per model: got {len(seeds)} seeds for {len(models)} models")
+    masks = [None] * len(models) if masks is None else list(masks)
+    if len(masks) != len(models):
+        raise ValueError(f"need one mask (or None) per model: got {len(masks)} for {len(models)} models")
+    if len({id(m) for m in models}) != len(models):
+        raise ValueError("the same model object appears twice in models; pass distinct models")
+    if data.augment:
+        raise ValueError(f"fit_many does not support augmented datasets ({data.name!r}); train them with fit")
+    reference = _signature(models[0])
+    for i, model in enumerate(models):
+        buffers = [name for name, _ in model.named_buffers()]
+        if buffers:
+            raise ValueError(
+                f"model {i} has buffers {buffers} (e.g. BatchNorm statistics); fit_many supports "
+                f"buffer-free models only, train it with fit"
+            )
+        if _signature(model) != reference:
+            raise ValueError(
+                f"model {i} differs from model 0 in architecture (modules, parameter names, shapes, "
+                f"dtypes or devices); fit_many trains models of one architecture"
+            )
+        if masks[i] is not None:
+            masks[i].check(model)
+    return masks
+
+
+def _signature(model: nn.Module) -> tuple[object, ...]:
+    """What must agree between models stacked together: class, modules and parameter layout."""
+    layout = [(name, p.shape, p.dtype, p.device) for name, p in model.named_parameters()]
+    return type(model), repr(model), layout
+
+
+def _stack_masks(
+    models: list[nn.Module], masks: list[Mask | None], params: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """Parameter name -> (N, *shape) bool mask, all True for a model without one; empty without masks."""
+    if all(mask is None for mask in masks):
+        return {}
+    return {
+        name: torch.stack(
+            [
+                torch.ones_like(p, dtype=torch.bool) if mask is None else mask[name].to(p.device)
+                for mask, p in zip(masks, params[name], strict=True)
+            ]
+        )
+        for name in prunable_weights(models[0])
+    }
+
+
+def _sgd_step(
+    params: dict[str, Tensor], grads: dict[str, Tensor], buffers: dict[str, Tensor], lr: float, s: Schedule
+) -> None:
+    """torch.optim.SGD's update (no dampening, no Nesterov) in place on stacked tensors."""
+    for name, w in params.items():
+        d_p = grads[name].add(w, alpha=s.weight_decay) if s.weight_decay != 0 else grads[name]
+        if s.momentum != 0:
+            if name in buffers:
+                d_p = buffers[name].mul_(s.momentum).add_(d_p)
+            else:
+                d_p = buffers[name] = d_p.clone()
+        w.add_(d_p, alpha=-lr)
+
+
+@torch.no_grad()
+def _write_back(models: list[nn.Module], params: dict[str, Tensor]) -> None:
+    """Copy model i's slice of the stacked parameters into ``models[i]``."""
+    for i, model in enumerate(models):
+        for name, p in model.named_parameters():
+            p.copy_(params[name][i])

@@ -1,0 +1,104 @@
+"""Run configurations as frozen dataclasses; the hash of one (defaults and code version included)
+is its identity, its cache key and the name of its files in the result store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import __version__
+from .data import DATASETS
+from .models import MODELS
+from .pruning import BASES, check_compression
+from .registry import check_choice
+from .strategies import STRATEGIES
+from .train import Schedule
+
+
+def _identity(kind: str, payload: dict[str, Any]) -> str:
+    """First 12 hex digits of sha256 over the config's fields, its kind and the package version."""
+    text = json.dumps({"kind": kind, "version": __version__, **payload}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """One dense model: dataset, architecture, seed and training schedule."""
+
+    dataset: str
+    model: str
+    seed: int
+    train: Schedule
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("dataset", self.dataset, DATASETS.names())
+        check_choice("model", self.model, MODELS.names())
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not self.width > 0:
+            raise ValueError(f"width must be > 0, got {self.width!r}")
+        object.__setattr__(self, "width", float(self.width))
+
+    @property
+    def id(self) -> str:
+        return _identity("dense", asdict(self))
+
+    @property
+    def label(self) -> str:
+        """Model name with its width, e.g. ``lenet300-100x0.5``."""
+        return self.model if self.width == 1 else f"{self.model}x{self.width:g}"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """One pruned-and-fine-tuned model derived from a dense one.
+
+    UP's eps and the fine-tuning weight decay are the dense model's training weight decay."""
+
+    dense: DenseConfig
+    strategy: str
+    compression: float
+    basis: str = "prunable"
+    grad_batches: int = 1
+    grad_batch_size: int = 128
+    finetune_epochs: int = 10
+    finetune_lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_choice("strategy", self.strategy, STRATEGIES.names())
+        check_compression(self.compression)
+        object.__setattr__(self, "compression", float(self.compression))  # 2 and 2.0: one hash
+        check_choice("basis", self.basis, BASES)
+        if self.grad_batches < 1 or self.grad_batch_size < 1:
+            raise ValueError(f"grad_batches and grad_batch_size must be >= 1, got {self}")
+        if self.finetune_epochs < 0 or not self.finetune_lr > 0:
+            raise ValueError(f"need finetune_epochs >= 0 and finetune_lr > 0, got {self}")
+
+    @property
+    def id(self) -> str:
+        return _identity("prune", asdict(self))
+
+    @property
+    def finetune(self) -> Schedule:
+        t = self.dense.train
+        return Schedule(self.finetune_epochs, self.finetune_lr, t.momentum, t.weight_decay, t.batch_size)
+
+
+def to_dict(config: DenseConfig | PruneConfig) -> dict[str, Any]:
+    """A JSON-ready dict, tagged with the config's kind."""
+    return {"kind": type(config).__name__, **asdict(config)}
+
+
+def from_dict(payload: dict[str, Any]) -> DenseConfig | PruneConfig:
+    """Inverse of :func:`to_dict`."""
+    payload = dict(payload)
+    kind = payload.pop("kind")
+    if kind == "DenseConfig":
+        return DenseConfig(**{**payload, "train": Schedule(**payload["train"])})
+    if kind == "PruneConfig":
+        dense = payload.pop("dense")
+        return PruneConfig(dense=from_dict({"kind": "DenseConfig", **dense}), **payload)
+    raise ValueError(f"unknown config kind {kind!r}; valid choices: 'DenseConfig', 'PruneConfig'")

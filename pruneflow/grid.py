@@ -1,0 +1,276 @@
+"""Run a profile's grid: train each dense model once, prune it with every strategy and ratio,
+fine-tune, and store tidy rows; finished runs are read back, not recomputed.
+
+A run is the unit of work (and of the progress bar). Runs that share a dense model are done
+together so the dense weights are trained, or loaded, once. A run that diverges or raises is
+recorded with its reason and the grid goes on: diverged runs and ratios a model cannot reach
+are kept as results, runs that raised anything else are retried next time.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from . import data, models
+from .config import DenseConfig, PruneConfig
+from .devices import default_device, derive_seed, seeded
+from .masks import parameter_counts
+from .metrics import accuracy_from_confusion, recall_from_confusion
+from .profiles import Profile, load_profile
+from .provenance import code_version, device_name
+from .pruning import Unreachable, prune
+from .registry import check_choice
+from .results import DEFAULT_ROOT, SCHEMA, Store
+from .train import Diverged, evaluate, fit, gradient_batches
+
+DENSE_KEYS = ("dataset", "model", "width", "seed")
+FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts of one grid execution."""
+
+    profile: str
+    computed: int
+    cached: int
+    failed: int
+    seconds: float
+    reasons: tuple[str, ...]
+
+    def __str__(self) -> str:
+        total = self.computed + self.cached + self.failed
+        line = (
+            f"{self.profile}: {total} runs - {self.computed} computed, {self.cached} cached, "
+            f"{self.failed} failed - {self.seconds:.1f} s"
+        )
+        return "\n".join([line, *(f"  failed: {r}" for r in self.reasons[:5])])
+
+
+def select(runs: Iterable[PruneConfig], only: Mapping[str, str] | None) -> list[PruneConfig]:
+    """The runs whose fields equal every ``key=value`` of ``only`` (numbers compared as numbers)."""
+    only = dict(only or {})
+    for key in only:
+        check_choice("filter key", key, FILTER_KEYS)
+
+    def matches(run: PruneConfig, key: str, wanted: str) -> bool:
+        raw = getattr(run.dense, key) if key in DENSE_KEYS else getattr(run, key)
+        try:
+            return float(raw) == float(wanted)
+        except (TypeError, ValueError):
+            return str(raw) == str(wanted)
+
+    return [r for r in runs if all(matches(r, k, v) for k, v in only.items())]
+
+
+def run(
+    spec: Profile | str | Path,
+    results: str | Path = DEFAULT_ROOT,
+    *,
+    only: Mapping[str, str] | None = None,
+    progress: bool = True,
+    device: torch.device | None = None,
+) -> pd.DataFrame:
+    """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
+    their dense models as one tidy DataFrame. Prints a one-line summary at the end."""
+    profile = spec if isinstance(spec, Profile) else load_profile(spec)
+    runs = select(profile.runs, only)
+    if not runs:
+        raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}")
+    store = Store(results)
+    store.check_writable()
+    device = device or default_device()
+    start, counts, reasons, tables = time.perf_counter(), Counter(), [], []
+    groups: dict[DenseConfig, list[PruneConfig]] = {}
+    for r in runs:
+        groups.setdefault(r.dense, []).append(r)
+    with tqdm(total=len(runs), desc=profile.name, unit="run", disable=not progress) as bar:
+        for dense, group in groups.items():
+            for status, table in run_group(dense, group, store, device):
+                tables.append(table)
+                if status is None:  # the dense model's rows
+                    continue
+                counts[status] += 1
+                if status == "failed":
+                    reasons.append(f"{table.column('run_id')[0]}: {table.column('reason')[0]}")
+                bar.update()
+    summary = Summary(
+        profile.name,
+        counts["computed"],
+        counts["cached"],
+        counts["failed"],
+        time.perf_counter() - start,
+        tuple(reasons),
+    )
+    print(summary)
+    return pa.concat_tables(tables).to_pandas()
+
+
+def run_group(
+    dense: DenseConfig, runs: list[PruneConfig], store: Store, device: torch.device
+) -> Iterator[tuple[str | None, pa.Table]]:
+    """Yield (None, dense rows), then ('cached' | 'computed' | 'failed', rows) for each run."""
+    tables = {r: store.read(r) for r in runs}
+    todo = [r for r in runs if tables[r] is None]
+    dense_table = store.read(dense)
+    weights = store.load_weights(dense) if todo and dense_table is not None else None
+    dataset = data.load(dense.dataset).to(device) if todo or dense_table is None else None
+    model = None
+    if dense_table is None or (todo and weights is None and _ok(dense_table)):
+        model, rows = _train_dense(dense, dataset, device)
+        store.write(dense, rows)
+        if model is not None:
+            store.save_weights(dense, model.state_dict())
+        dense_table = store.read(dense)
+    elif weights is not None:
+        model = _build(dense, dataset).to(device)
+        model.load_state_dict(weights)
+    yield None, dense_table
+    for r in runs:
+        if tables[r] is not None:
+            yield ("cached" if _ok(tables[r]) else "failed"), tables[r]
+            continue
+        rows = _prune_run(r, model, dataset, device, dense_table)
+        store.write(r, rows)
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        yield ("computed" if _ok(table) else "failed"), table
+
+
+def _ok(table: pa.Table) -> bool:
+    return set(table.column("status").to_pylist()) == {"ok"}
+
+
+def _build(dense: DenseConfig, dataset: data.Dataset) -> torch.nn.Module:
+    with seeded(derive_seed("init", dense.seed)):
+        return models.build(dense.model, dataset.input_shape, dataset.num_classes, dense.width)
+
+
+def _common(dense: DenseConfig, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+    n_prunable, n_params = parameter_counts(model)
+    return {
+        "dense_id": dense.id,
+        "dataset": dense.dataset,
+        "model": dense.model,
+        "width": dense.width,
+        "n_params": n_params,
+        "n_prunable": n_prunable,
+        "seed": dense.seed,
+        "weight_decay": dense.train.weight_decay,
+        "code_version": code_version(),
+        "device": device_name(device),
+    }
+
+
+def _class_rows(common: dict[str, Any], stage: str, confusion: np.ndarray) -> list[dict[str, Any]]:
+    """One row per class: support, recall R^c and accuracy A from a confusion matrix."""
+    recall, accuracy = recall_from_confusion(confusion), float(accuracy_from_confusion(confusion))
+    return [
+        {
+            **common,
+            "stage": stage,
+            "class": c,
+            "support": int(s),
+            "recall": float(r),
+            "accuracy": accuracy,
+            "status": "ok",
+        }
+        for c, (s, r) in enumerate(zip(confusion.sum(axis=1), recall, strict=True))
+    ]
+
+
+def _failure(common: dict[str, Any], error: BaseException) -> list[dict[str, Any]]:
+    """A failed run's single row: 'diverged' and 'unreachable' are results, 'error' is retried."""
+    status = {Diverged: "diverged", Unreachable: "unreachable"}.get(type(error), "error")
+    reason = traceback.format_exception_only(error)[-1].strip()
+    return [{**common, "stage": "failed", "status": status, "reason": reason}]
+
+
+def _train_dense(
+    dense: DenseConfig, dataset: data.Dataset, device: torch.device
+) -> tuple[torch.nn.Module | None, list[dict[str, Any]]]:
+    start = time.perf_counter()
+    model = _build(dense, dataset).to(device)
+    common = {
+        **_common(dense, model, device),
+        "run_id": dense.id,
+        "compression": 1.0,
+        "compression_prunable": 1.0,
+        "compression_all": 1.0,
+    }
+    try:
+        fit(model, dataset, dense.train, seed=derive_seed("order", dense.seed))
+        confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+    except Exception as error:  # a failure is data: recorded, and the grid goes on
+        return None, _with_time(_failure(common, error), start)
+    return model, _with_time(_class_rows(common, "dense", confusion), start)
+
+
+def _prune_run(
+    run: PruneConfig,
+    dense_model: torch.nn.Module | None,
+    dataset: data.Dataset,
+    device: torch.device,
+    dense_table: pa.Table,
+) -> list[dict[str, Any]]:
+    start = time.perf_counter()
+    common = {"run_id": run.id, "strategy": run.strategy, "compression": run.compression, "basis": run.basis}
+    if dense_model is None:
+        reason = dense_table.column("reason")[0].as_py()
+        dense_common = {
+            k: dense_table.column(k)[0].as_py()
+            for k in ("dense_id", "dataset", "model", "width", "seed", "weight_decay", "device")
+        }
+        return [
+            {
+                **dense_common,
+                **common,
+                "stage": "failed",
+                "status": "diverged",
+                "reason": f"dense model failed: {reason}",
+                "code_version": code_version(),
+            }
+        ]
+    common.update(_common(run.dense, dense_model, device))
+    try:
+        model = copy.deepcopy(dense_model)
+        batches = gradient_batches(
+            dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
+        )
+        result = prune(
+            model,
+            run.strategy,
+            run.compression,
+            basis=run.basis,
+            batches=batches,
+            weight_decay=run.dense.train.weight_decay,
+            seed=derive_seed("prune", run.id),
+        )
+        common.update(
+            compression_prunable=result.compression_prunable, compression_all=result.compression_all
+        )
+        pruned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+        fit(model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=result.masks)
+        finetuned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+    except Exception as error:  # a failure is data: recorded, and the grid goes on
+        return _with_time(_failure(common, error), start)
+    return _with_time(
+        _class_rows(common, "pruned", pruned) + _class_rows(common, "finetuned", finetuned), start
+    )
+
+
+def _with_time(rows: list[dict[str, Any]], start: float) -> list[dict[str, Any]]:
+    seconds = time.perf_counter() - start
+    return [{**row, "seconds": seconds} for row in rows]

@@ -1,0 +1,150 @@
+"""The result store: tidy rows in one Parquet file per run, written atomically.
+
+Layout under the results folder (default ``results/``)::
+
+    dense/<id>.parquet   rows of a dense model (stage ``dense``)
+    dense/<id>.pt        its trained weights (``torch.load(..., weights_only=True)``)
+    runs/<id>.parquet    rows of a pruned model (stages ``pruned`` and ``finetuned``)
+
+Each row is one (run, stage, class); each Parquet file carries its full config in its schema
+metadata, so every number traces back to the config, seed and code version that made it.
+A file is written to a temporary name and renamed: a killed run leaves no partial result, and a
+file that cannot be read back is treated as missing and recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .config import DenseConfig, PruneConfig, from_dict, to_dict
+
+DEFAULT_ROOT = Path("results")
+CONFIG_KEY = b"pruneflow.config"
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),  # config hash of the run (dense or pruned)
+        ("dense_id", pa.string()),  # config hash of its dense model
+        ("dataset", pa.string()),
+        ("model", pa.string()),
+        ("width", pa.float64()),
+        ("n_params", pa.int64()),  # all parameters of the dense model
+        ("n_prunable", pa.int64()),  # its prunable weights
+        ("seed", pa.int64()),  # seed of the dense model
+        ("weight_decay", pa.float64()),  # eps: training weight decay, UP's eps
+        ("strategy", pa.string()),  # null for dense rows
+        ("compression", pa.float64()),  # t asked for (1 for dense rows)
+        ("basis", pa.string()),  # basis of the asked t: 'prunable' or 'all' (null for dense)
+        ("compression_prunable", pa.float64()),  # realised t on the prunable basis
+        ("compression_all", pa.float64()),  # realised t on the all-parameter basis
+        ("stage", pa.string()),  # 'dense', 'pruned' (one-shot) or 'finetuned'
+        ("class", pa.int64()),  # null in the single row of a failed run
+        ("support", pa.int64()),  # test samples of the class
+        ("recall", pa.float64()),
+        ("accuracy", pa.float64()),
+        ("status", pa.string()),  # 'ok', 'diverged', 'unreachable' (kept) or 'error' (retried)
+        ("reason", pa.string()),
+        ("code_version", pa.string()),
+        ("device", pa.string()),
+        ("seconds", pa.float64()),  # wall time of the run
+    ]
+)
+COLUMNS = SCHEMA.names
+
+
+class Store:
+    """Reads and writes one results folder."""
+
+    def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Raise ``ValueError`` unless the folder (or its nearest existing parent) is a writable dir."""
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.R_OK | os.W_OK | os.X_OK):
+            raise ValueError(f"results folder {str(self.root)!r} is not a readable, writable directory")
+
+    def path(self, config: DenseConfig | PruneConfig) -> Path:
+        folder = "dense" if isinstance(config, DenseConfig) else "runs"
+        return self.root / folder / f"{config.id}.parquet"
+
+    def checkpoint(self, config: DenseConfig) -> Path:
+        return self.root / "dense" / f"{config.id}.pt"
+
+    def read(self, config: DenseConfig | PruneConfig) -> pa.Table | None:
+        """The rows stored for ``config``, or None if missing, unreadable or an error to retry."""
+        table = _read(self.path(config))
+        if table is None or "error" in table.column("status").to_pylist():
+            return None
+        return table.replace_schema_metadata(None)
+
+    def write(self, config: DenseConfig | PruneConfig, rows: list[dict[str, Any]]) -> None:
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        metadata = {CONFIG_KEY: json.dumps(to_dict(config)).encode()}
+        table = table.replace_schema_metadata(metadata)
+        _atomic(self.path(config), lambda tmp: pq.write_table(table, tmp))
+
+    def save_weights(self, config: DenseConfig, state: dict[str, torch.Tensor]) -> None:
+        cpu = {k: v.detach().cpu() for k, v in state.items()}
+        _atomic(self.checkpoint(config), lambda tmp: torch.save(cpu, tmp))
+
+    def load_weights(self, config: DenseConfig) -> dict[str, torch.Tensor] | None:
+        """The stored weights of ``config``, or None if missing or unreadable."""
+        try:
+            return torch.load(self.checkpoint(config), map_location="cpu", weights_only=True)
+        except (FileNotFoundError, RuntimeError, EOFError, ValueError, OSError):
+            return None
+
+    def files(self) -> list[Path]:
+        return sorted([*self.root.glob("dense/*.parquet"), *self.root.glob("runs/*.parquet")])
+
+
+def _read(path: Path) -> pa.Table | None:
+    try:
+        table = pq.read_table(path)
+    except (FileNotFoundError, OSError, pa.ArrowException):
+        return None
+    if table.schema.metadata is None or CONFIG_KEY not in table.schema.metadata or table.num_rows == 0:
+        return None
+    return table
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
+    """Every readable row under the results folder ``path`` as one pandas DataFrame."""
+    tables = [t for t in map(_read, Store(path).files()) if t is not None]
+    if not tables:
+        return SCHEMA.empty_table().to_pandas()
+    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).to_pandas()
+
+
+def config(run_id: str, results: str | Path = DEFAULT_ROOT) -> DenseConfig | PruneConfig:
+    """The full config of the run ``run_id`` (a dense or a pruned run) in ``results``."""
+    for folder in ("runs", "dense"):
+        table = _read(Path(results) / folder / f"{run_id}.parquet")
+        if table is not None:
+            return from_dict(json.loads(table.schema.metadata[CONFIG_KEY]))
+    raise KeyError(f"no run {run_id!r} under {results}")
