@@ -1,0 +1,142 @@
+"""fit_many against sequential fit: same weights and losses per model, masks held, inputs checked."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pruneflow import prune
+from pruneflow.batched import fit_many
+from pruneflow.data import Dataset, load
+from pruneflow.devices import seeded
+from pruneflow.masks import Mask, prunable_weights
+from pruneflow.models import build
+from pruneflow.train import Diverged, Schedule, fit
+
+SCHEDULE = Schedule(epochs=2, lr=0.1, batch_size=100)  # 1,437 digits: 14 full batches + one of 37
+SEEDS = [3, 14, 15]
+TOL = {"atol": 1e-5, "rtol": 0}
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load("digits")
+
+
+def mlp(data: Dataset, seed: int, width: float = 0.1) -> nn.Module:
+    with seeded(seed):
+        return build("lenet300-100", data.input_shape, data.num_classes, width)
+
+
+def random_mask(model: nn.Module, seed: int) -> Mask:
+    gen = torch.Generator().manual_seed(seed)
+    return Mask({n: torch.rand(p.shape, generator=gen) < 0.5 for n, p in prunable_weights(model).items()})
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, **TOL, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_matches_sequential_fit(digits: Dataset, masked: bool) -> None:
+    models = [mlp(digits, seed) for seed in range(3)]
+    masks = None
+    if masked:  # a pruned model, a dense one, and a mask whose weights are not zeroed before training
+        masks = [prune(models[0], "MP", 4).masks, None, random_mask(models[2], 0)]
+    initial = [copy.deepcopy(m) for m in models]
+    expected = [copy.deepcopy(m) for m in models]
+    expected_losses = [
+        fit(m, digits, SCHEDULE, seed=s, mask=None if masks is None else masks[i])
+        for i, (m, s) in enumerate(zip(expected, SEEDS, strict=True))
+    ]
+
+    losses = fit_many(models, digits, SCHEDULE, seeds=SEEDS, masks=masks)
+
+    assert len(losses) == 3 and all(len(h) == SCHEDULE.epochs for h in losses)
+    for got, want in zip(losses, expected_losses, strict=True):
+        assert got == pytest.approx(want, abs=1e-5, rel=0)
+    for model, want, before in zip(models, expected, initial, strict=True):
+        assert_same_weights(model, want)
+        assert not torch.equal(model[-1].weight, before[-1].weight)  # training did happen
+    if masks is not None:
+        for model, mask in zip(models, masks, strict=True):
+            if mask is not None:
+                for name, w in prunable_weights(model).items():
+                    assert torch.all(w[~mask[name]] == 0), name
+
+
+def test_seed_order_matters(digits: Dataset) -> None:
+    """Same initial model, different seeds: different batch orders, so different results."""
+    model = mlp(digits, 0)
+    models = [copy.deepcopy(model) for _ in range(2)]
+    losses = fit_many(models, digits, SCHEDULE, seeds=[1, 2])
+    assert losses[0] != losses[1]
+    assert not torch.allclose(models[0][-1].weight, models[1][-1].weight)
+
+
+def test_zero_epochs_leaves_models_unchanged(digits: Dataset) -> None:
+    models = [mlp(digits, seed) for seed in range(2)]
+    before = [copy.deepcopy(m) for m in models]
+    assert fit_many(models, digits, dataclasses.replace(SCHEDULE, epochs=0), seeds=[0, 1]) == [[], []]
+    for model, want in zip(models, before, strict=True):
+        for p, q in zip(model.parameters(), want.parameters(), strict=True):
+            assert torch.equal(p, q)
+
+
+def test_divergence_of_one_model(digits: Dataset) -> None:
+    """A NaN weight makes model 1 diverge; model 0 is unaffected and holds its epoch-1 weights."""
+    schedule = dataclasses.replace(SCHEDULE, epochs=1)
+    models = [mlp(digits, seed) for seed in range(2)]
+    with torch.no_grad():
+        models[1][-1].weight[0, 0] = math.nan
+    expected = copy.deepcopy(models[0])
+    fit(expected, digits, schedule, seed=SEEDS[0])
+    with pytest.raises(Diverged, match=r"model\(s\) \{1: nan\} at epoch 1/1"):
+        fit_many(models, digits, schedule, seeds=SEEDS[:2])
+    assert_same_weights(models[0], expected)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("architectures", "model 1 differs from model 0 in architecture"),
+        ("seeds", "got 2 seeds for 3 models"),
+        ("masks", "got 1 for 3 models"),
+        ("batchnorm", r"model 0 has buffers \['1.running_mean'"),
+        ("augment", "does not support augmented datasets"),
+        ("duplicate", "the same model object appears twice"),
+        ("empty", "needs at least one model"),
+        ("mask shape", r"mask .1.weight. has shape \(60, 64\), weight \(30, 64\)"),
+    ],
+)
+def test_bad_inputs(digits: Dataset, case: str, message: str) -> None:
+    models = [mlp(digits, seed) for seed in range(3)]
+    seeds, masks, data = SEEDS, None, digits
+    if case == "architectures":
+        models[1] = mlp(digits, 1, width=0.2)
+    elif case == "seeds":
+        seeds = SEEDS[:2]
+    elif case == "masks":
+        masks = [None]
+    elif case == "batchnorm":
+        models = [nn.Sequential(nn.Flatten(), nn.BatchNorm1d(64), nn.Linear(64, 10)) for _ in range(3)]
+    elif case == "augment":
+        data = dataclasses.replace(digits, augment=True)
+    elif case == "duplicate":
+        models[2] = models[0]
+    elif case == "empty":
+        models, seeds = [], []
+    elif case == "mask shape":
+        masks = [None, random_mask(mlp(digits, 0, width=0.2), 0), None]
+    before = [copy.deepcopy(m) for m in models]
+    with pytest.raises(ValueError, match=message):
+        fit_many(models, data, SCHEDULE, seeds=seeds, masks=masks)
+    for model, want in zip(models, before, strict=True):  # nothing trained
+        for p, q in zip(model.parameters(), want.parameters(), strict=True):
+            assert torch.equal(p, q)

@@ -1,0 +1,193 @@
+"""The experiment grid: resumable after SIGKILL, cached, self-healing, traceable, strict on specs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pruneflow import grid, results
+from pruneflow.profiles import load_profile, parse
+
+VOLATILE = ["seconds", "device", "code_version"]  # the only columns allowed to differ between runs
+
+
+def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in a canonical order without the wall-time and provenance columns."""
+    keys = ["run_id", "stage", "class"]
+    return frame.drop(columns=VOLATILE).sort_values(keys).reset_index(drop=True)
+
+
+def tiny_spec(**grid_overrides) -> dict:
+    """A profile of 2 seeds x 2 strategies x 2 ratios on digits with a narrow MLP."""
+    spec = {
+        "name": "tiny",
+        "seeds": 2,
+        "train": {"epochs": 2, "lr": 0.05},
+        "finetune": {"epochs": 1, "lr": 0.01},
+        "datasets": {"digits": {"model": "lenet300-100"}},
+        "grids": {
+            "g": {
+                "datasets": ["digits"],
+                "models": [{"name": "lenet300-100", "width": 0.125}],
+                "strategies": ["MP", "RP"],
+                "ratios": [2, 10],
+            }
+        },
+    }
+    spec["grids"]["g"].update(grid_overrides)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> pd.DataFrame:
+    """An uninterrupted run of the smoke profile."""
+    return grid.run("smoke", tmp_path_factory.mktemp("reference"), progress=False)
+
+
+def test_sigkill_then_resume_recomputes_nothing_finished(reference, tmp_path):
+    """Kill the smoke run mid-way; the rerun keeps every finished file and ends equal to the reference."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pruneflow",
+        "run",
+        "--profile",
+        "smoke",
+        "--results",
+        str(tmp_path),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("runs/*.parquet"))) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*.parquet")}
+    assert 30 <= len(finished) < len(load_profile("smoke").runs), "the kill did not land mid-run"
+
+    resumed = subprocess.run([*cmd], capture_output=True, text=True, check=True).stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items()), "a finished run was rewritten"
+    failed = set(reference.run_id[reference.status != "ok"])
+    unfinished = {r.id for r in load_profile("smoke").runs} - {p.stem for p in finished}
+    assert f"{len(unfinished - failed)} computed" in resumed
+    assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
+    pd.testing.assert_frame_equal(tidy(results.load(tmp_path)), tidy(reference))
+
+
+def test_second_run_trains_nothing(tmp_path, capsys):
+    """A finished profile is read back: nothing computed, same table."""
+    spec = parse(tiny_spec())
+    first = grid.run(spec, tmp_path, progress=False)
+    capsys.readouterr()
+    second = grid.run(spec, tmp_path, progress=False)
+    assert "0 computed, 8 cached, 0 failed" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(tidy(first), tidy(second))
+
+
+def test_corrupted_files_are_recomputed(tmp_path, capsys):
+    """A truncated run file and a truncated checkpoint are detected and recomputed, not read as data."""
+    spec = parse(tiny_spec())
+    first = grid.run(spec, tmp_path, progress=False)
+    victim = sorted(tmp_path.glob("runs/*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    checkpoint = sorted(tmp_path.glob("dense/*.pt"))[0]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    assert victim.stem not in set(results.load(tmp_path).run_id), "a truncated file was read as data"
+    capsys.readouterr()
+    again = grid.run(spec, tmp_path, progress=False)
+    assert "1 computed, 7 cached" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(tidy(first), tidy(again))
+
+
+def test_rows_trace_to_their_config(tmp_path):
+    """Every run id resolves to the full config that produced it."""
+    spec = parse(tiny_spec())
+    frame = grid.run(spec, tmp_path, progress=False)
+    by_id = {r.id: r for r in spec.runs} | {d.id: d for d in spec.dense}
+    assert set(frame.run_id) == set(by_id)
+    for run_id in frame.run_id.unique():
+        assert results.config(run_id, tmp_path) == by_id[run_id]
+    with pytest.raises(KeyError, match="nope"):
+        results.config("nope", tmp_path)
+
+
+def test_tidy_rows(tmp_path):
+    """One row per (run, stage, class); recall and accuracy agree with each other."""
+    frame = grid.run(parse(tiny_spec()), tmp_path, progress=False)
+    assert set(frame.stage) == {"dense", "pruned", "finetuned"}
+    assert not frame.duplicated(["run_id", "stage", "class"]).any()
+    assert (frame.groupby(["run_id", "stage"]).size() == 10).all()
+    weighted = frame.assign(hits=frame.recall * frame.support).groupby(["run_id", "stage"])
+    accuracy = weighted.hits.sum() / weighted.support.sum()
+    pd.testing.assert_series_equal(accuracy, weighted.accuracy.first(), check_names=False)
+    pruned = frame[frame.stage != "dense"]
+    assert ((pruned.compression_prunable - pruned.compression).abs() / pruned.compression < 0.01).all()
+
+
+def test_failures_are_data(tmp_path, capsys):
+    """A diverging training is recorded with its reason; the rest of the grid goes on."""
+    spec = tiny_spec()
+    spec["train"]["lr"] = 1e6
+    frame = grid.run(parse(spec), tmp_path, progress=False)
+    assert set(frame.status) == {"diverged"}
+    assert frame.reason.str.contains("loss").all()
+    assert "0 computed, 0 cached, 8 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"datasets": ["nope"]}, "unknown dataset 'nope'.*'digits'"),
+        ({"models": ["nope"]}, "unknown model 'nope'.*'lenet5'"),
+        ({"strategies": ["XX"]}, "unknown strategy 'XX'.*'MP'"),
+        ({"ratios": [1]}, "compression must be a finite number > 1"),
+        ({"ratios": []}, "grid 'g' is empty"),
+        ({"bases": ["some"]}, "unknown basis 'some'.*'prunable'"),
+    ],
+)
+def test_bad_specs_fail_before_work(tmp_path, change, message):
+    """Bad specs raise a clear ValueError and write nothing."""
+    target = tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        grid.run(parse(tiny_spec(**change)), target, progress=False)
+    assert not target.exists()
+
+
+def test_bad_seed_count_and_results_dir(tmp_path):
+    """A negative seed count, an unreadable results folder and an unknown profile are refused."""
+    with pytest.raises(ValueError, match=r"seeds must be a positive number.*-1"):
+        parse({**tiny_spec(), "seeds": -1})
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="not a readable, writable directory"):
+        grid.run(parse(tiny_spec()), blocker / "results", progress=False)
+    with pytest.raises(ValueError, match=r"unknown profile 'nope'.*'quick'"):
+        load_profile("nope")
+
+
+def test_cli_refuses_bad_filter(tmp_path):
+    """The CLI exits 2 with the valid filter keys on an unknown key."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pruneflow",
+        "run",
+        "--profile",
+        "smoke",
+        "--results",
+        str(tmp_path / "r"),
+        "--only",
+        "colour=red",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "unknown filter key 'colour'" in done.stderr and "dataset" in done.stderr
+    assert not Path(tmp_path / "r").exists()
