@@ -14,6 +14,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,21 @@ from .train import Diverged, evaluate, fit, gradient_batches
 
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
+
+
+class Stopwatch:
+    """Wall seconds spent per phase: ``dense``, ``prune``, ``finetune``, ``evaluate``."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -83,9 +99,11 @@ def run(
     only: Mapping[str, str] | None = None,
     progress: bool = True,
     device: torch.device | None = None,
+    stopwatch: Stopwatch | None = None,
 ) -> pd.DataFrame:
     """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
-    their dense models as one tidy DataFrame. Prints a one-line summary at the end."""
+        their dense models as one tidy DataFrame. Prints a one-line summary at the end; ``stopwatch``
+    collects the time spent per phase."""
     profile = spec if isinstance(spec, Profile) else load_profile(spec)
     runs = select(profile.runs, only)
     if not runs:
@@ -93,13 +111,14 @@ def run(
     store = Store(results)
     store.check_writable()
     device = device or default_device()
+    clock = stopwatch or Stopwatch()
     start, counts, reasons, tables = time.perf_counter(), Counter(), [], []
     groups: dict[DenseConfig, list[PruneConfig]] = {}
     for r in runs:
         groups.setdefault(r.dense, []).append(r)
     with tqdm(total=len(runs), desc=profile.name, unit="run", disable=not progress) as bar:
         for dense, group in groups.items():
-            for status, table in run_group(dense, group, store, device):
+            for status, table in run_group(dense, group, store, device, clock):
                 tables.append(table)
                 if status is None:  # the dense model's rows
                     continue
@@ -120,7 +139,7 @@ def run(
 
 
 def run_group(
-    dense: DenseConfig, runs: list[PruneConfig], store: Store, device: torch.device
+    dense: DenseConfig, runs: list[PruneConfig], store: Store, device: torch.device, clock: Stopwatch
 ) -> Iterator[tuple[str | None, pa.Table]]:
     """Yield (None, dense rows), then ('cached' | 'computed' | 'failed', rows) for each run."""
     tables = {r: store.read(r) for r in runs}
@@ -130,20 +149,20 @@ def run_group(
     dataset = data.load(dense.dataset).to(device) if todo or dense_table is None else None
     model = None
     if dense_table is None or (todo and weights is None and _ok(dense_table)):
-        model, rows = _train_dense(dense, dataset, device)
+        model, rows = _train_dense(dense, dataset, device, clock)
         store.write(dense, rows)
         if model is not None:
             store.save_weights(dense, model.state_dict())
         dense_table = store.read(dense)
     elif weights is not None:
-        model = _build(dense, dataset).to(device)
+        model = build_model(dense, dataset).to(device)
         model.load_state_dict(weights)
     yield None, dense_table
     for r in runs:
         if tables[r] is not None:
             yield ("cached" if _ok(tables[r]) else "failed"), tables[r]
             continue
-        rows = _prune_run(r, model, dataset, device, dense_table)
+        rows = _prune_run(r, model, dataset, device, dense_table, clock)
         store.write(r, rows)
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         yield ("computed" if _ok(table) else "failed"), table
@@ -153,7 +172,8 @@ def _ok(table: pa.Table) -> bool:
     return set(table.column("status").to_pylist()) == {"ok"}
 
 
-def _build(dense: DenseConfig, dataset: data.Dataset) -> torch.nn.Module:
+def build_model(dense: DenseConfig, dataset: data.Dataset) -> torch.nn.Module:
+    """The untrained model of ``dense``, initialised under its seed."""
     with seeded(derive_seed("init", dense.seed)):
         return models.build(dense.model, dataset.input_shape, dataset.num_classes, dense.width)
 
@@ -199,10 +219,10 @@ def _failure(common: dict[str, Any], error: BaseException) -> list[dict[str, Any
 
 
 def _train_dense(
-    dense: DenseConfig, dataset: data.Dataset, device: torch.device
+    dense: DenseConfig, dataset: data.Dataset, device: torch.device, clock: Stopwatch
 ) -> tuple[torch.nn.Module | None, list[dict[str, Any]]]:
     start = time.perf_counter()
-    model = _build(dense, dataset).to(device)
+    model = build_model(dense, dataset).to(device)
     common = {
         **_common(dense, model, device),
         "run_id": dense.id,
@@ -211,8 +231,10 @@ def _train_dense(
         "compression_all": 1.0,
     }
     try:
-        fit(model, dataset, dense.train, seed=derive_seed("order", dense.seed))
-        confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+        with clock("dense"):
+            fit(model, dataset, dense.train, seed=derive_seed("order", dense.seed))
+        with clock("evaluate"):
+            confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
     except Exception as error:  # a failure is data: recorded, and the grid goes on
         return None, _with_time(_failure(common, error), start)
     return model, _with_time(_class_rows(common, "dense", confusion), start)
@@ -224,6 +246,7 @@ def _prune_run(
     dataset: data.Dataset,
     device: torch.device,
     dense_table: pa.Table,
+    clock: Stopwatch,
 ) -> list[dict[str, Any]]:
     start = time.perf_counter()
     common = {"run_id": run.id, "strategy": run.strategy, "compression": run.compression, "basis": run.basis}
@@ -245,25 +268,29 @@ def _prune_run(
         ]
     common.update(_common(run.dense, dense_model, device))
     try:
-        model = copy.deepcopy(dense_model)
-        batches = gradient_batches(
-            dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
-        )
-        result = prune(
-            model,
-            run.strategy,
-            run.compression,
-            basis=run.basis,
-            batches=batches,
-            weight_decay=run.dense.train.weight_decay,
-            seed=derive_seed("prune", run.id),
-        )
+        with clock("prune"):
+            model = copy.deepcopy(dense_model)
+            batches = gradient_batches(
+                dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
+            )
+            result = prune(
+                model,
+                run.strategy,
+                run.compression,
+                basis=run.basis,
+                batches=batches,
+                weight_decay=run.dense.train.weight_decay,
+                seed=derive_seed("prune", run.id),
+            )
         common.update(
             compression_prunable=result.compression_prunable, compression_all=result.compression_all
         )
-        pruned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
-        fit(model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=result.masks)
-        finetuned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+        with clock("evaluate"):
+            pruned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+        with clock("finetune"):
+            fit(model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=result.masks)
+        with clock("evaluate"):
+            finetuned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
     except Exception as error:  # a failure is data: recorded, and the grid goes on
         return _with_time(_failure(common, error), start)
     return _with_time(
