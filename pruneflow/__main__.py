@@ -1,11 +1,15 @@
-"""Command line: ``python -m pruneflow run --profile quick [--results DIR] [--only key=value ...]``."""
+"""Command line.
+
+python -m pruneflow run --profile quick [--results DIR] [--only key=value ...]
+python -m pruneflow report --profile quick [--results DIR]
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import grid
+from . import book, grid
 from .profiles import shipped
 
 
@@ -31,9 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"keep runs with this field value; keys: {', '.join(grid.FILTER_KEYS)}",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    report = commands.add_parser("report", help="run the grid, execute the notebooks, build the HTML book")
+    report.add_argument("--profile", default="quick", help=f"shipped ({', '.join(shipped())}) or a YAML path")
+    report.add_argument("--results", default="results", help="results folder (default: results)")
     args = parser.parse_args(argv)
     try:
-        grid.run(args.profile, args.results, only=dict(args.only), progress=not args.quiet)
+        if args.command == "run":
+            grid.run(args.profile, args.results, only=dict(args.only), progress=not args.quiet)
+        else:
+            book.build(args.profile, args.results)
     except ValueError as error:
         parser.exit(2, f"pruneflow: error: {error}\n")
     return 0

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import data, models
 from .config import DenseConfig, PruneConfig

@@ -60,6 +60,12 @@ class Profile:
         """Every pruned run, each once, in grid order."""
         return list(dict.fromkeys(itertools.chain.from_iterable(self.grids.values())))
 
+    def subset(self, *grids: str) -> Profile:
+        """The same profile restricted to the named grids."""
+        for name in grids:
+            check_choice("grid", name, list(self.grids))
+        return Profile(self.name, self.description, self.spec, {g: self.grids[g] for g in grids})
+
     @property
     def dense(self) -> list[DenseConfig]:
         """Every dense model the runs start from, each once."""

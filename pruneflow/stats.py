@@ -24,8 +24,7 @@ def mean_ci(values: ArrayLike, level: float = 0.99) -> tuple[float, float, float
         return mean, math.nan, math.nan
     if np.ptp(x) == 0:  # no spread: the interval is the point
         return mean, mean, mean
-    test = pg.ttest(x, 0.0, confidence=level)
-    low, high = next(v for k, v in test.iloc[0].items() if str(k).startswith("CI"))
+    low, high = _ci(pg.ttest(x, 0.0, confidence=level))
     return mean, float(low), float(high)
 
 
@@ -36,3 +35,22 @@ def mark(low: float, high: float, reference: float = 1.0) -> str:
     if high < reference:
         return "<"
     return "?"
+
+
+def diff_ci(a: ArrayLike, b: ArrayLike, *, paired: bool, level: float = 0.99) -> tuple[float, float, float]:
+    """(mean difference a - b, low, high): paired t interval of the differences, or Welch's
+    interval for independent samples."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if paired:
+        return mean_ci(x - y, level)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size < 2 or y.size < 2:
+        return float(np.mean(x) - np.mean(y)) if x.size and y.size else math.nan, math.nan, math.nan
+    test = pg.ttest(x, y, paired=False, correction=True, confidence=level)
+    low, high = _ci(test)
+    return float(x.mean() - y.mean()), float(low), float(high)
+
+
+def _ci(test) -> tuple[float, float]:
+    """The confidence-interval column of a pingouin t-test table."""
+    return next(v for k, v in test.iloc[0].items() if str(k).startswith("CI"))

@@ -1,0 +1,332 @@
+"""Render checks for the built HTML book in headless Chromium, with no network.
+
+The book (``jupyter-book build book``) must show its Altair charts and typeset its
+math offline: vega/vega-lite/vega-embed and MathJax are served from
+``_static/vendor/``. These helpers load a built page in headless Chromium with
+every host name unresolvable, so anything the page tried to fetch from the
+internet would fail, and then inspect the rendered DOM:
+
+* ``dump_dom(path)`` -- the DOM after scripts ran (``--dump-dom``);
+* ``screenshot(path, png)`` -- a PNG of the rendered page (``--screenshot``);
+* ``chart_status(dom)``, ``math_status(dom)`` -- what vega-embed / MathJax drew;
+* ``page_network_requests(netlog)`` -- http(s) URLs the page itself requested;
+* ``check_page(path, png=...)`` -- all of the above, as assertions.
+
+The test skips when Chromium is not installed (Debian: ``apt-get install chromium``;
+or set ``CHROMIUM=/path/to/chrome``) or when the book has not been built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD_ROOT = REPO_ROOT / "_build"
+# jupyter-book writes next to the _config.yml it uses: ./_build/html for the
+# top-level config; book/_build/html if built with --path-output book.
+HTML_DIR_CANDIDATES = (BUILD_ROOT / "html", REPO_ROOT / "book" / "_build" / "html")
+SCREENSHOT_DIR = BUILD_ROOT / "render-check"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+VIRTUAL_TIME_BUDGET_MS = 10_000
+WINDOW_SIZE = (1280, 2000)
+
+CHART_DIV_RE = re.compile(r'<div id="(altair-viz-[0-9a-f]+)"')
+STATIC_MATH_RE = re.compile(r'<(?:div|span) class="math notranslate nohighlight"')
+
+
+# --- Chromium -----------------------------------------------------------------
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium/Chrome executable, or None."""
+    env = os.environ.get("CHROMIUM")
+    if env:
+        return env if Path(env).exists() or shutil.which(env) else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def chromium_command(
+    path: Path | str,
+    *actions: str,
+    user_data_dir: Path | str,
+    budget_ms: int = VIRTUAL_TIME_BUDGET_MS,
+    offline: bool = True,
+    netlog: Path | str | None = None,
+) -> list[str]:
+    """The headless Chromium command line that loads ``path`` and performs ``actions``."""
+    chromium = find_chromium()
+    if chromium is None:
+        raise RuntimeError("chromium not found (apt-get install chromium, or set CHROMIUM)")
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={user_data_dir}",
+        f"--virtual-time-budget={budget_ms}",
+    ]
+    if offline:
+        # No host name resolves: a page that needs the internet cannot get it.
+        cmd.append("--host-resolver-rules=MAP * ~NOTFOUND")
+    if netlog is not None:
+        cmd.append(f"--log-net-log={netlog}")
+    cmd += [*actions, Path(path).resolve().as_uri()]
+    return cmd
+
+
+def _run_chromium(path: Path | str, *actions: str, timeout: float = 120, **kwargs) -> str:
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        cmd = chromium_command(path, *actions, user_data_dir=profile, **kwargs)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def dump_dom(path: Path | str, **kwargs) -> str:
+    """The page's DOM after its scripts ran (up to the virtual-time budget)."""
+    return _run_chromium(path, "--dump-dom", **kwargs)
+
+
+def screenshot(path: Path | str, png: Path | str, window_size=WINDOW_SIZE, **kwargs) -> Path:
+    """Save a PNG screenshot of the rendered page to ``png``."""
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    width, height = window_size
+    _run_chromium(path, f"--screenshot={png}", f"--window-size={width},{height}", **kwargs)
+    if not png.is_file() or png.stat().st_size == 0:
+        raise RuntimeError(f"chromium wrote no screenshot to {png}")
+    return png
+
+
+def page_network_requests(netlog: Path | str) -> list[str]:
+    """http(s) URLs requested by the page (not by the browser's own services).
+
+    Chromium itself contacts Google update/account services; those requests
+    have no initiating origin, whereas requests made by a ``file://`` page have
+    the opaque initiator ``"null"``.
+    """
+    data = json.loads(Path(netlog).read_text())
+    start_job = data["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    urls = []
+    for event in data.get("events", []):
+        params = event.get("params") or {}
+        url = params.get("url", "")
+        if event.get("type") != start_job or not url.startswith(("http://", "https://")):
+            continue
+        if params.get("initiator") == "not an origin":
+            continue
+        urls.append(url)
+    return sorted(set(urls))
+
+
+# --- DOM inspection --------------------------------------------------------------
+
+# HTML elements without an end tag
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source"}
+    | {"track", "wbr"}
+)
+
+
+@dataclass
+class ChartState:
+    div_id: str
+    svg_marks: int = 0
+    canvases: int = 0
+    error: str = ""
+
+    @property
+    def drawn(self) -> bool:
+        return (self.svg_marks + self.canvases) > 0 and not self.error
+
+
+class _ChartScanner(HTMLParser):
+    """Finds Altair output divs and what vega-embed drew inside each."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.charts: list[ChartState] = []
+        self._current: ChartState | None = None
+        self._depth = 0
+        self._in_error = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if self._current is None:
+            div_id = attrs.get("id") or ""
+            if tag == "div" and div_id.startswith("altair-viz-"):
+                self._current = ChartState(div_id)
+                self.charts.append(self._current)
+                self._depth = 1
+            return
+        if tag not in _VOID:
+            self._depth += 1
+        classes = (attrs.get("class") or "").split()
+        if tag == "svg" and "marks" in classes:
+            self._current.svg_marks += 1
+        elif tag == "canvas":
+            self._current.canvases += 1
+        elif "error" in classes:
+            self._in_error = True
+
+    def handle_startendtag(self, tag, attrs):
+        if self._current is not None and tag == "canvas":
+            self._current.canvases += 1
+
+    def handle_endtag(self, tag):
+        if self._current is None or tag in _VOID:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self._current = None
+            self._in_error = False
+
+    def handle_data(self, data):
+        if self._current is not None and self._in_error:
+            self._current.error += data
+
+
+def chart_status(dom: str) -> list[ChartState]:
+    """One entry per Altair chart div in ``dom``, with what was drawn in it."""
+    scanner = _ChartScanner()
+    scanner.feed(dom)
+    scanner.close()
+    return scanner.charts
+
+
+@dataclass
+class MathState:
+    containers: int
+    errors: list[str] = field(default_factory=list)
+
+
+def math_status(dom: str) -> MathState:
+    """How many MathJax containers were typeset, and any TeX errors."""
+    errors = re.findall(r'<mjx-merror[^>]*data-mjx-error="([^"]*)"', dom)
+    return MathState(containers=len(re.findall(r"<mjx-container\b", dom)), errors=errors)
+
+
+def external_script_srcs(html: str) -> list[str]:
+    """``src`` of every ``<script>`` that loads from http(s)."""
+    return re.findall(r'<script\b[^>]*\bsrc="(https?://[^"]*)"', html)
+
+
+# --- Page-level check --------------------------------------------------------------
+
+
+@dataclass
+class PageReport:
+    page: Path
+    charts: list[ChartState]
+    math: MathState
+    network: list[str]
+    screenshot: Path | None
+
+
+def check_page(page: Path | str, png: Path | str | None = None) -> PageReport:
+    """Render ``page`` offline and assert its charts were drawn and math typeset.
+
+    Expectations come from the static HTML: every Altair chart div must contain
+    an ``<svg class="marks">`` or ``<canvas>`` drawn by vega-embed, every Sphinx
+    math element must become a MathJax container, and neither the DOM nor the
+    network log may show anything fetched from the internet.
+    """
+    page = Path(page)
+    static_html = page.read_text(encoding="utf-8")
+    expected_charts = CHART_DIV_RE.findall(static_html)
+    expected_math = len(STATIC_MATH_RE.findall(static_html))
+
+    with tempfile.TemporaryDirectory(prefix="netlog-") as tmp:
+        netlog = Path(tmp) / "netlog.json"
+        dom = dump_dom(page, netlog=netlog)
+        network = page_network_requests(netlog)
+
+    charts = chart_status(dom)
+    assert [c.div_id for c in charts] == expected_charts, (
+        f"{page.name}: chart divs in rendered DOM {[c.div_id for c in charts]} "
+        f"!= static HTML {expected_charts}"
+    )
+    not_drawn = [c for c in charts if not c.drawn]
+    assert not not_drawn, f"{page.name}: charts not drawn: {not_drawn}"
+
+    math = math_status(dom)
+    assert math.containers >= expected_math, (
+        f"{page.name}: {math.containers} MathJax containers for {expected_math} math elements"
+    )
+    assert not math.errors, f"{page.name}: MathJax errors: {math.errors}"
+
+    assert "cdn.jsdelivr.net" not in dom, f"{page.name}: DOM references cdn.jsdelivr.net"
+    assert not external_script_srcs(dom), (
+        f"{page.name}: scripts loaded from the internet: {external_script_srcs(dom)}"
+    )
+    assert not network, f"{page.name}: page requested network URLs: {network}"
+
+    shot = screenshot(page, png) if png is not None else None
+    return PageReport(page, charts, math, network, shot)
+
+
+# --- Test ---------------------------------------------------------------------------
+
+
+def built_html_dir() -> Path | None:
+    """The built book's HTML folder (``PRUNEFLOW_BOOK_HTML`` overrides), or None."""
+    env = os.environ.get("PRUNEFLOW_BOOK_HTML")
+    candidates = (Path(env),) if env else HTML_DIR_CANDIDATES
+    for candidate in candidates:
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
+
+
+def pages_to_check(html_dir: Path) -> list[Path]:
+    """Built pages that contain an Altair chart or math."""
+    pages = []
+    for page in sorted(html_dir.rglob("*.html")):
+        rel = page.relative_to(html_dir)
+        if rel.parts[0] in {"_static", "_sources", "_images"}:
+            continue
+        text = page.read_text(encoding="utf-8", errors="replace")
+        if CHART_DIV_RE.search(text) or STATIC_MATH_RE.search(text):
+            pages.append(page)
+    return pages
+
+
+def test_book_pages_render_offline():
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
+    html_dir = built_html_dir()
+    if html_dir is None:
+        pytest.skip(
+            "the book has not been built (run `jupyter-book build book`; "
+            f"looked for index.html in {[str(p) for p in HTML_DIR_CANDIDATES]})"
+        )
+    pages = pages_to_check(html_dir)
+    if not pages:
+        pytest.skip(f"no page in {html_dir} has an Altair chart or math to check")
+    for page in pages:
+        rel = page.relative_to(html_dir).with_suffix("")
+        png = SCREENSHOT_DIR / (str(rel).replace(os.sep, "__") + ".png")
+        report = check_page(page, png=png)
+        assert report.screenshot is not None and report.screenshot.stat().st_size > 0
