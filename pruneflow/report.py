@@ -341,8 +341,8 @@ def side_by_side(runs: pd.DataFrame, strategies: Sequence[str]) -> pd.DataFrame:
 
 
 CLAIMS = {
-    "high": "Pruning intensifies recall differences at high ratios (alpha_hat > 1)",
-    "low": "Pruning de-intensifies them at low ratios, t <= 4 (alpha_hat < 1)",
+    "high": "Pruning intensifies recall differences at high ratios, t >= {high:g} (alpha_hat > 1)",
+    "low": "Pruning de-intensifies them at low ratios, t <= {low:g} (alpha_hat < 1)",
     "up_alpha": "UP intensifies less than MP (alpha_hat of UP minus MP < 0)",
     "up_accuracy": "UP reaches better accuracy than MP (accuracy of UP minus MP > 0)",
     "rp_alpha": "RP intensifies least (alpha_hat of RP minus each other strategy < 0)",
@@ -355,7 +355,9 @@ CLAIMS = {
 }
 
 
-def _claim(key: str, marks: Sequence[str], values: Sequence[float], expected: str, what: str) -> dict:
+def _claim(
+    key: str, marks: Sequence[str], values: Sequence[float], expected: str, what: str, **thresholds: float
+) -> dict:
     marks, values = list(marks), np.asarray(values, dtype=float)
     counts = {m: marks.count(m) for m in (">", "<", "?")}
     span = f"{np.nanmin(values):.3g} to {np.nanmax(values):.3g}" if len(values) else "-"
@@ -386,8 +388,8 @@ def claims(
     harder = compare(mp, "dataset", order.index[-1], order.index[0], by=(), paired=False)
     sizes = size_effect(with_size_label(size_runs[size_runs.strategy == "MP"]))
     rows = [
-        _claim("high", hi["mark"], hi.alpha_hat, ">", "mean alpha_hat"),
-        _claim("low", lo["mark"], lo.alpha_hat, "<", "mean alpha_hat"),
+        _claim("high", hi["mark"], hi.alpha_hat, ">", "mean alpha_hat", high=high),
+        _claim("low", lo["mark"], lo.alpha_hat, "<", "mean alpha_hat", low=low),
         _claim("up_alpha", up.alpha_hat_mark, up.alpha_hat_diff, "<", "difference"),
         _claim("up_accuracy", up.accuracy_mark, up.accuracy_diff, ">", "difference"),
         _claim("rp_alpha", rp.alpha_hat_mark, rp.alpha_hat_diff, "<", "difference"),

@@ -12,8 +12,8 @@ internet would fail, and then inspect the rendered DOM:
 * ``page_network_requests(netlog)`` -- http(s) URLs the page itself requested;
 * ``check_page(path, png=...)`` -- all of the above, as assertions.
 
-The test skips when Chromium is not installed (Debian: ``apt-get install chromium``;
-or set ``CHROMIUM=/path/to/chrome``) or when the book has not been built.
+``tests/test_report.py`` uses them on a book it builds; Chromium comes from Debian
+(``apt-get install chromium``) or ``CHROMIUM=/path/to/chrome``.
 """
 
 from __future__ import annotations
@@ -28,14 +28,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILD_ROOT = REPO_ROOT / "_build"
-# jupyter-book writes next to the _config.yml it uses: ./_build/html for the
-# top-level config; book/_build/html if built with --path-output book.
-HTML_DIR_CANDIDATES = (BUILD_ROOT / "html", REPO_ROOT / "book" / "_build" / "html")
-SCREENSHOT_DIR = BUILD_ROOT / "render-check"
+SCREENSHOT_DIR = REPO_ROOT / "_build" / "render-check"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 VIRTUAL_TIME_BUDGET_MS = 10_000
 WINDOW_SIZE = (1280, 2000)
@@ -285,48 +279,3 @@ def check_page(page: Path | str, png: Path | str | None = None) -> PageReport:
 
     shot = screenshot(page, png) if png is not None else None
     return PageReport(page, charts, math, network, shot)
-
-
-# --- Test ---------------------------------------------------------------------------
-
-
-def built_html_dir() -> Path | None:
-    """The built book's HTML folder (``PRUNEFLOW_BOOK_HTML`` overrides), or None."""
-    env = os.environ.get("PRUNEFLOW_BOOK_HTML")
-    candidates = (Path(env),) if env else HTML_DIR_CANDIDATES
-    for candidate in candidates:
-        if (candidate / "index.html").is_file():
-            return candidate
-    return None
-
-
-def pages_to_check(html_dir: Path) -> list[Path]:
-    """Built pages that contain an Altair chart or math."""
-    pages = []
-    for page in sorted(html_dir.rglob("*.html")):
-        rel = page.relative_to(html_dir)
-        if rel.parts[0] in {"_static", "_sources", "_images"}:
-            continue
-        text = page.read_text(encoding="utf-8", errors="replace")
-        if CHART_DIV_RE.search(text) or STATIC_MATH_RE.search(text):
-            pages.append(page)
-    return pages
-
-
-def test_book_pages_render_offline():
-    if find_chromium() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
-    html_dir = built_html_dir()
-    if html_dir is None:
-        pytest.skip(
-            "the book has not been built (run `jupyter-book build book`; "
-            f"looked for index.html in {[str(p) for p in HTML_DIR_CANDIDATES]})"
-        )
-    pages = pages_to_check(html_dir)
-    if not pages:
-        pytest.skip(f"no page in {html_dir} has an Altair chart or math to check")
-    for page in pages:
-        rel = page.relative_to(html_dir).with_suffix("")
-        png = SCREENSHOT_DIR / (str(rel).replace(os.sep, "__") + ".png")
-        report = check_page(page, png=png)
-        assert report.screenshot is not None and report.screenshot.stat().st_size > 0
