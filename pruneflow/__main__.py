@@ -35,13 +35,29 @@ def main(argv: list[str] | None = None) -> int:
         help=f"keep runs with this field value; keys: {', '.join(grid.FILTER_KEYS)}",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--executor",
+        default="local",
+        choices=grid.EXECUTORS,
+        help="local (this process) or dask (a cluster; a new local one without --scheduler)",
+    )
+    run.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786"
+    )
     report = commands.add_parser("report", help="run the grid, execute the notebooks, build the HTML book")
     report.add_argument("--profile", default="quick", help=f"shipped ({', '.join(shipped())}) or a YAML path")
     report.add_argument("--results", default="results", help="results folder (default: results)")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            grid.run(args.profile, args.results, only=dict(args.only), progress=not args.quiet)
+            grid.run(
+                args.profile,
+                args.results,
+                only=dict(args.only),
+                progress=not args.quiet,
+                executor=args.executor,
+                scheduler=args.scheduler,
+            )
         else:
             book.build(args.profile, args.results)
     except ValueError as error:

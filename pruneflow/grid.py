@@ -39,6 +39,7 @@ from .train import Diverged, evaluate, fit, gradient_batches
 
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
+EXECUTORS = ("local", "dask")
 
 
 class Stopwatch:
@@ -100,72 +101,113 @@ def run(
     progress: bool = True,
     device: torch.device | None = None,
     stopwatch: Stopwatch | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
-        their dense models as one tidy DataFrame. Prints a one-line summary at the end; ``stopwatch``
-    collects the time spent per phase."""
+    their dense models as one tidy DataFrame, and prints a one-line summary.
+
+    ``executor="local"`` runs in this process (``stopwatch`` collects the time per phase);
+    ``"dask"`` sends the runs to the Dask cluster at ``scheduler``, or to a new local one
+    (:mod:`pruneflow.cluster`)."""
+    check_choice("executor", executor, EXECUTORS)
     profile = spec if isinstance(spec, Profile) else load_profile(spec)
     runs = select(profile.runs, only)
     if not runs:
         raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}")
     store = Store(results)
     store.check_writable()
-    device = device or default_device()
-    clock = stopwatch or Stopwatch()
-    start, counts, reasons, tables = time.perf_counter(), Counter(), [], []
-    groups: dict[DenseConfig, list[PruneConfig]] = {}
-    for r in runs:
-        groups.setdefault(r.dense, []).append(r)
-    with tqdm(total=len(runs), desc=profile.name, unit="run", disable=not progress) as bar:
-        for dense, group in groups.items():
-            for status, table in run_group(dense, group, store, device, clock):
-                tables.append(table)
-                if status is None:  # the dense model's rows
-                    continue
-                counts[status] += 1
-                if status == "failed":
-                    reasons.append(f"{table.column('run_id')[0]}: {table.column('reason')[0]}")
-                bar.update()
-    summary = Summary(
-        profile.name,
-        counts["computed"],
-        counts["cached"],
-        counts["failed"],
-        time.perf_counter() - start,
-        tuple(reasons),
+    start = time.perf_counter()
+    if executor == "dask":
+        from .cluster import run_on_dask
+
+        outcomes = run_on_dask(runs, store, scheduler, progress)
+    else:
+        outcomes = _run_here(runs, store, device or default_device(), stopwatch or Stopwatch(), progress)
+    counts, reasons, tables = Counter(), [], []
+    for status, table in outcomes:
+        tables.append(table)
+        if status is None:  # a dense model's rows
+            continue
+        counts[status] += 1
+        if status == "failed":
+            reasons.append(f"{table.column('run_id')[0]}: {table.column('reason')[0]}")
+    store.remove_temporary()
+    elapsed = time.perf_counter() - start
+    print(
+        Summary(profile.name, counts["computed"], counts["cached"], counts["failed"], elapsed, tuple(reasons))
     )
-    print(summary)
     return pa.concat_tables(tables).to_pandas()
 
 
-def run_group(
-    dense: DenseConfig, runs: list[PruneConfig], store: Store, device: torch.device, clock: Stopwatch
-) -> Iterator[tuple[str | None, pa.Table]]:
-    """Yield (None, dense rows), then ('cached' | 'computed' | 'failed', rows) for each run."""
-    tables = {r: store.read(r) for r in runs}
-    todo = [r for r in runs if tables[r] is None]
-    dense_table = store.read(dense)
-    weights = store.load_weights(dense) if todo and dense_table is not None else None
-    dataset = data.load(dense.dataset).to(device) if todo or dense_table is None else None
-    model = None
-    if dense_table is None or (todo and weights is None and _ok(dense_table)):
-        model, rows = _train_dense(dense, dataset, device, clock)
-        store.write(dense, rows)
-        if model is not None:
-            store.save_weights(dense, model.state_dict())
-        dense_table = store.read(dense)
-    elif weights is not None:
+Outcome = tuple[str | None, pa.Table]  # ('computed' | 'cached' | 'failed', rows) or (None, dense rows)
+
+
+def _run_here(
+    runs: list[PruneConfig], store: Store, device: torch.device, clock: Stopwatch, progress: bool
+) -> list[Outcome]:
+    """Every run in this process, grouped by dense model so that each is trained or loaded once."""
+    groups: dict[DenseConfig, list[PruneConfig]] = {}
+    for r in runs:
+        groups.setdefault(r.dense, []).append(r)
+    outcomes = []
+    with tqdm(total=len(runs), unit="run", disable=not progress) as bar:
+        for dense, group in groups.items():
+            tables = {r: store.read(r) for r in group}
+            todo = [r for r in group if tables[r] is None]
+            dense_table, model, dataset = prepare_dense(dense, store, device, clock, need_model=bool(todo))
+            outcomes.append((None, dense_table))
+            for r in group:
+                outcomes.append(
+                    cached(tables[r])
+                    if tables[r] is not None
+                    else run_cell(r, model, dataset, dense_table, store, device, clock)
+                )
+                bar.update()
+    return outcomes
+
+
+def cached(table: pa.Table) -> Outcome:
+    return ("cached" if _ok(table) else "failed"), table
+
+
+def prepare_dense(
+    dense: DenseConfig, store: Store, device: torch.device, clock: Stopwatch, need_model: bool
+) -> tuple[pa.Table, torch.nn.Module | None, data.Dataset | None]:
+    """The dense model's rows and, if ``need_model``, its trained weights and dataset on ``device``:
+    read back from the store, or trained (and stored) when missing or unreadable."""
+    table = store.read(dense)
+    if table is not None and not need_model:
+        return table, None, None
+    dataset = data.load(dense.dataset).to(device)
+    if table is not None and not _ok(table):  # a failed dense model stays failed
+        return table, None, dataset
+    weights = store.load_weights(dense) if table is not None else None
+    if weights is not None:
         model = build_model(dense, dataset).to(device)
         model.load_state_dict(weights)
-    yield None, dense_table
-    for r in runs:
-        if tables[r] is not None:
-            yield ("cached" if _ok(tables[r]) else "failed"), tables[r]
-            continue
-        rows = _prune_run(r, model, dataset, device, dense_table, clock)
-        store.write(r, rows)
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
-        yield ("computed" if _ok(table) else "failed"), table
+        return table, model, dataset
+    model, rows = _train_dense(dense, dataset, device, clock)
+    if model is not None:
+        store.save_weights(dense, model.state_dict())
+    store.write(dense, rows)
+    return pa.Table.from_pylist(rows, schema=SCHEMA), model, dataset
+
+
+def run_cell(
+    run: PruneConfig,
+    model: torch.nn.Module | None,
+    dataset: data.Dataset | None,
+    dense_table: pa.Table,
+    store: Store,
+    device: torch.device,
+    clock: Stopwatch,
+) -> Outcome:
+    """Prune, evaluate, fine-tune and evaluate one run from its dense model; store its rows."""
+    rows = _prune_run(run, model, dataset, device, dense_table, clock)
+    store.write(run, rows)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    return ("computed" if _ok(table) else "failed"), table
 
 
 def _ok(table: pa.Table) -> bool:

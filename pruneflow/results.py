@@ -106,6 +106,11 @@ class Store:
         except (FileNotFoundError, RuntimeError, EOFError, ValueError, OSError):
             return None
 
+    def remove_temporary(self) -> None:
+        """Delete temporary files a killed writer left behind (call when no writer is running)."""
+        for leftover in self.root.glob("*/.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
     def files(self) -> list[Path]:
         return sorted([*self.root.glob("dense/*.parquet"), *self.root.glob("runs/*.parquet")])
 
