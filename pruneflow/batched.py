@@ -85,6 +85,11 @@ def fit_many(
     return losses
 
 
+def supports(model: nn.Module, data: Dataset) -> bool:
+    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` (no buffers, no augmentation)."""
+    return not data.augment and next(model.buffers(), None) is None
+
+
 def _check(
     models: list[nn.Module], data: Dataset, seeds: list[int], masks: list[Mask | None] | None
 ) -> list[Mask | None]:

@@ -26,9 +26,10 @@ import torch
 from tqdm import tqdm
 
 from . import data, models
+from .batched import fit_many, supports
 from .config import DenseConfig, PruneConfig
 from .devices import default_device, derive_seed, seeded
-from .masks import parameter_counts
+from .masks import Mask, parameter_counts
 from .metrics import accuracy_from_confusion, recall_from_confusion
 from .profiles import Profile, load_profile
 from .provenance import code_version, device_name
@@ -40,6 +41,7 @@ from .train import Diverged, evaluate, fit, gradient_batches
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
 EXECUTORS = ("local", "dask")
+FINETUNE_TOGETHER_CUDA = 8
 
 
 class Stopwatch:
@@ -103,11 +105,14 @@ def run(
     stopwatch: Stopwatch | None = None,
     executor: str = "local",
     scheduler: str | None = None,
+    finetune_together: int | None = None,
 ) -> pd.DataFrame:
     """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
     their dense models as one tidy DataFrame, and prints a one-line summary.
 
-    ``executor="local"`` runs in this process (``stopwatch`` collects the time per phase);
+    ``executor="local"`` runs in this process (``stopwatch`` collects the time per phase) and
+    fine-tunes ``finetune_together`` runs of one dense model at once (default: 8 on CUDA, 1 on a
+    CPU, where it buys little; equal to one by one up to float rounding);
     ``"dask"`` sends the runs to the Dask cluster at ``scheduler``, or to a new local one
     (:mod:`pruneflow.cluster`)."""
     check_choice("executor", executor, EXECUTORS)
@@ -123,7 +128,9 @@ def run(
 
         outcomes = run_on_dask(runs, store, scheduler, progress)
     else:
-        outcomes = _run_here(runs, store, device or default_device(), stopwatch or Stopwatch(), progress)
+        device = device or default_device()
+        together = finetune_together or (FINETUNE_TOGETHER_CUDA if device.type == "cuda" else 1)
+        outcomes = _run_here(runs, store, device, stopwatch or Stopwatch(), progress, together)
     counts, reasons, tables = Counter(), [], []
     for status, table in outcomes:
         tables.append(table)
@@ -144,9 +151,15 @@ Outcome = tuple[str | None, pa.Table]  # ('computed' | 'cached' | 'failed', rows
 
 
 def _run_here(
-    runs: list[PruneConfig], store: Store, device: torch.device, clock: Stopwatch, progress: bool
+    runs: list[PruneConfig],
+    store: Store,
+    device: torch.device,
+    clock: Stopwatch,
+    progress: bool,
+    together: int,
 ) -> list[Outcome]:
-    """Every run in this process, grouped by dense model so that each is trained or loaded once."""
+    """Every run in this process, grouped by dense model so that each is trained or loaded once;
+    ``together`` > 1 fine-tunes that many runs of a dense model at once (vmapped)."""
     groups: dict[DenseConfig, list[PruneConfig]] = {}
     for r in runs:
         groups.setdefault(r.dense, []).append(r)
@@ -158,13 +171,37 @@ def _run_here(
             dense_table, model, dataset = prepare_dense(dense, store, device, clock, need_model=bool(todo))
             outcomes.append((None, dense_table))
             for r in group:
-                outcomes.append(
-                    cached(tables[r])
-                    if tables[r] is not None
-                    else run_cell(r, model, dataset, dense_table, store, device, clock)
-                )
-                bar.update()
+                if tables[r] is not None:
+                    outcomes.append(cached(tables[r]))
+                    bar.update()
+            if together > 1 and model is not None and supports(model, dataset):
+                for chunk in _chunks(todo, together):
+                    for r, rows in _prune_runs_together(
+                        chunk, model, dataset, device, dense_table, clock
+                    ).items():
+                        outcomes.append(_store(r, rows, store))
+                        bar.update()
+            else:
+                for r in todo:
+                    outcomes.append(run_cell(r, model, dataset, dense_table, store, device, clock))
+                    bar.update()
     return outcomes
+
+
+def _chunks(runs: list[PruneConfig], size: int) -> Iterator[list[PruneConfig]]:
+    """Runs in groups of at most ``size`` sharing one fine-tuning schedule."""
+    by_schedule: dict[Any, list[PruneConfig]] = {}
+    for r in runs:
+        by_schedule.setdefault(r.finetune, []).append(r)
+    for same in by_schedule.values():
+        for i in range(0, len(same), size):
+            yield same[i : i + size]
+
+
+def _store(run: PruneConfig, rows: list[dict[str, Any]], store: Store) -> Outcome:
+    store.write(run, rows)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    return ("computed" if _ok(table) else "failed"), table
 
 
 def cached(table: pa.Table) -> Outcome:
@@ -204,10 +241,7 @@ def run_cell(
     clock: Stopwatch,
 ) -> Outcome:
     """Prune, evaluate, fine-tune and evaluate one run from its dense model; store its rows."""
-    rows = _prune_run(run, model, dataset, device, dense_table, clock)
-    store.write(run, rows)
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    return ("computed" if _ok(table) else "failed"), table
+    return _store(run, _prune_run(run, model, dataset, device, dense_table, clock), store)
 
 
 def _ok(table: pa.Table) -> bool:
@@ -282,6 +316,81 @@ def _train_dense(
     return model, _with_time(_class_rows(common, "dense", confusion), start)
 
 
+def _dense_failed(run: PruneConfig, dense_table: pa.Table) -> list[dict[str, Any]]:
+    """The single row of a run whose dense model failed."""
+    keys = ("dense_id", "dataset", "model", "width", "seed", "weight_decay", "device")
+    first = {k: dense_table.column(k)[0].as_py() for k in keys}
+    reason = dense_table.column("reason")[0].as_py()
+    return [
+        {
+            **first,
+            **_run_fields(run),
+            "stage": "failed",
+            "status": "diverged",
+            "reason": f"dense model failed: {reason}",
+            "code_version": code_version(),
+        }
+    ]
+
+
+def _run_fields(run: PruneConfig) -> dict[str, Any]:
+    return {"run_id": run.id, "strategy": run.strategy, "compression": run.compression, "basis": run.basis}
+
+
+@dataclass
+class _Pruned:
+    """A run pruned and evaluated, waiting for its fine-tuning."""
+
+    run: PruneConfig
+    model: torch.nn.Module
+    masks: Mask
+    common: dict[str, Any]
+    confusion: np.ndarray
+    start: float
+
+
+def _prune_step(
+    run: PruneConfig,
+    common: dict[str, Any],
+    dense_model: torch.nn.Module,
+    dataset: data.Dataset,
+    clock: Stopwatch,
+    start: float,
+) -> _Pruned:
+    with clock("prune"):
+        model = copy.deepcopy(dense_model)
+        batches = gradient_batches(
+            dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
+        )
+        result = prune(
+            model,
+            run.strategy,
+            run.compression,
+            basis=run.basis,
+            batches=batches,
+            weight_decay=run.dense.train.weight_decay,
+            seed=derive_seed("prune", run.id),
+        )
+    common = {
+        **common,
+        "compression_prunable": result.compression_prunable,
+        "compression_all": result.compression_all,
+    }
+    with clock("evaluate"):
+        confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+    return _Pruned(run, model, result.masks, common, confusion, start)
+
+
+def _finish(pruned: _Pruned, dataset: data.Dataset, clock: Stopwatch) -> list[dict[str, Any]]:
+    """Rows of a fine-tuned run: both stages, per class."""
+    with clock("evaluate"):
+        confusion = evaluate(pruned.model, dataset.x_test, dataset.y_test, dataset.num_classes)
+    rows = _class_rows(pruned.common, "pruned", pruned.confusion) + _class_rows(
+        pruned.common, "finetuned", confusion
+    )
+    return _with_time(rows, pruned.start)
+
+
 def _prune_run(
     run: PruneConfig,
     dense_model: torch.nn.Module | None,
@@ -290,54 +399,52 @@ def _prune_run(
     dense_table: pa.Table,
     clock: Stopwatch,
 ) -> list[dict[str, Any]]:
-    start = time.perf_counter()
-    common = {"run_id": run.id, "strategy": run.strategy, "compression": run.compression, "basis": run.basis}
+    """Rows of one run: pruned, evaluated, fine-tuned, evaluated (or its failure)."""
     if dense_model is None:
-        reason = dense_table.column("reason")[0].as_py()
-        dense_common = {
-            k: dense_table.column(k)[0].as_py()
-            for k in ("dense_id", "dataset", "model", "width", "seed", "weight_decay", "device")
-        }
-        return [
-            {
-                **dense_common,
-                **common,
-                "stage": "failed",
-                "status": "diverged",
-                "reason": f"dense model failed: {reason}",
-                "code_version": code_version(),
-            }
-        ]
-    common.update(_common(run.dense, dense_model, device))
+        return _dense_failed(run, dense_table)
+    start, common = time.perf_counter(), {**_run_fields(run), **_common(run.dense, dense_model, device)}
     try:
-        with clock("prune"):
-            model = copy.deepcopy(dense_model)
-            batches = gradient_batches(
-                dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
-            )
-            result = prune(
-                model,
-                run.strategy,
-                run.compression,
-                basis=run.basis,
-                batches=batches,
-                weight_decay=run.dense.train.weight_decay,
-                seed=derive_seed("prune", run.id),
-            )
-        common.update(
-            compression_prunable=result.compression_prunable, compression_all=result.compression_all
-        )
-        with clock("evaluate"):
-            pruned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+        pruned = _prune_step(run, common, dense_model, dataset, clock, start)
         with clock("finetune"):
-            fit(model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=result.masks)
-        with clock("evaluate"):
-            finetuned = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+            fit(pruned.model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=pruned.masks)
+        return _finish(pruned, dataset, clock)
     except Exception as error:  # a failure is data: recorded, and the grid goes on
         return _with_time(_failure(common, error), start)
-    return _with_time(
-        _class_rows(common, "pruned", pruned) + _class_rows(common, "finetuned", finetuned), start
-    )
+
+
+def _prune_runs_together(
+    runs: list[PruneConfig],
+    dense_model: torch.nn.Module,
+    dataset: data.Dataset,
+    device: torch.device,
+    dense_table: pa.Table,
+    clock: Stopwatch,
+) -> dict[PruneConfig, list[dict[str, Any]]]:
+    """Rows of runs with one fine-tuning schedule, fine-tuned together (:func:`batched.fit_many`);
+    if that fails (e.g. one diverges) they are redone one by one, each with its own status."""
+    rows, ready = {}, []
+    for run in runs:
+        start, common = time.perf_counter(), {**_run_fields(run), **_common(run.dense, dense_model, device)}
+        try:
+            ready.append(_prune_step(run, common, dense_model, dataset, clock, start))
+        except Exception as error:
+            rows[run] = _with_time(_failure(common, error), start)
+    if not ready:
+        return rows
+    try:
+        with clock("finetune"):
+            fit_many(
+                [p.model for p in ready],
+                dataset,
+                ready[0].run.finetune,
+                seeds=[derive_seed("finetune", p.run.id) for p in ready],
+                masks=[p.masks for p in ready],
+            )
+    except Exception:
+        return rows | {
+            p.run: _prune_run(p.run, dense_model, dataset, device, dense_table, clock) for p in ready
+        }
+    return rows | {p.run: _finish(p, dataset, clock) for p in ready}
 
 
 def _with_time(rows: list[dict[str, Any]], start: float) -> list[dict[str, Any]]:

@@ -92,6 +92,14 @@ def test_second_run_trains_nothing(tmp_path, capsys):
     pd.testing.assert_frame_equal(tidy(first), tidy(second))
 
 
+def test_finetuning_together_equals_one_by_one(tmp_path):
+    """Fine-tuning runs of a dense model together (vmapped, the CUDA default) gives the same table."""
+    spec = parse(tiny_spec(strategies=["MP", "GP", "UP", "RP"]))
+    one = grid.run(spec, tmp_path / "one", progress=False, finetune_together=1)
+    together = grid.run(spec, tmp_path / "together", progress=False, finetune_together=3)
+    pd.testing.assert_frame_equal(tidy(one), tidy(together), check_exact=False, atol=1e-6)
+
+
 def test_corrupted_files_are_recomputed(tmp_path, capsys):
     """A truncated run file and a truncated checkpoint are detected and recomputed, not read as data."""
     spec = parse(tiny_spec())
