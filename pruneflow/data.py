@@ -12,6 +12,7 @@ Only the CIFAR sets are augmented (random 4-pixel-padded crop and horizontal fli
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -125,14 +126,15 @@ def _mnist5k(root: Path | None, download: bool) -> Dataset:
 
 @DATASETS.register("mnist1d")
 def _mnist1d(root: Path | None, download: bool) -> Dataset:
-    """MNIST-1D generated from its templates (length-40 signals, 10 classes; 4,000/1,000 split)."""
+    """MNIST-1D generated from its templates (length-40 signals, 10 classes; standard 4,000/1,000 split)."""
     from mnist1d.data import get_dataset_args, make_dataset
 
-    state = np.random.get_state()  # the generator seeds numpy's global RNG; leave it as it was
+    states = np.random.get_state(), random.getstate()  # it seeds both global RNGs: restore them
     try:
         raw = make_dataset(get_dataset_args())
     finally:
-        np.random.set_state(state)
+        np.random.set_state(states[0])
+        random.setstate(states[1])
     x_tr, x_te = _standardise(raw["x"][:, None, :], raw["x_test"][:, None, :])
     return Dataset(
         "mnist1d",

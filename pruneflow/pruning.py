@@ -11,6 +11,7 @@ Compression has two bases (``basis``):
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,7 +32,12 @@ class Unreachable(ValueError):
 
 def check_compression(compression: float) -> None:
     """Raise ``ValueError`` unless ``compression`` is a finite number > 1."""
-    if not (isinstance(compression, int | float) and math.isfinite(compression) and compression > 1):
+    if not (
+        isinstance(compression, numbers.Real)
+        and not isinstance(compression, bool)
+        and math.isfinite(compression)
+        and compression > 1
+    ):
         raise ValueError(
             f"compression must be a finite number > 1 (t = 1 is the dense model), got {compression!r}"
         )
@@ -39,7 +45,12 @@ def check_compression(compression: float) -> None:
 
 def check_weight_decay(weight_decay: float) -> None:
     """Raise ``ValueError`` unless ``weight_decay`` is a finite number >= 0."""
-    if not (isinstance(weight_decay, int | float) and math.isfinite(weight_decay) and weight_decay >= 0):
+    if not (
+        isinstance(weight_decay, numbers.Real)
+        and not isinstance(weight_decay, bool)
+        and math.isfinite(weight_decay)
+        and weight_decay >= 0
+    ):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
 
 
@@ -47,6 +58,7 @@ def weights_to_keep(compression: float, basis: str, n_prunable: int, n_all: int)
     """How many prunable weights remain at ``compression`` on ``basis``."""
     check_compression(compression)
     check_choice("basis", basis, BASES)
+    compression = float(compression)
     if basis == "prunable":
         keep = n_prunable / compression
     else:

@@ -54,3 +54,6 @@ def diff_ci(a: ArrayLike, b: ArrayLike, *, paired: bool, level: float = 0.99) ->
 def _ci(test) -> tuple[float, float]:
     """The confidence-interval column of a pingouin t-test table."""
     return next(v for k, v in test.iloc[0].items() if str(k).startswith("CI"))
+
+
+pg.options["round.column.CI95"] = None  # pingouin rounds 95% intervals to 2 decimals by default

@@ -26,9 +26,11 @@ def test_lost_worker_gives_the_local_table(tmp_path):
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
         distributed.Client(cluster) as client,
     ):
+
         def work() -> None:
-            outcome["frame"] = grid.run("smoke", target, executor="dask", scheduler=cluster.scheduler_address,
-                                        progress=False)
+            outcome["frame"] = grid.run(
+                "smoke", target, executor="dask", scheduler=cluster.scheduler_address, progress=False
+            )
 
         thread = threading.Thread(target=work)
         thread.start()
