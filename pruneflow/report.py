@@ -363,7 +363,7 @@ def _claim(
     span = f"{np.nanmin(values):.3g} to {np.nanmax(values):.3g}" if len(values) else "-"
     return {
         "key": key,
-        "claim": CLAIMS[key],
+        "claim": CLAIMS[key].format(**thresholds),
         "cells": len(marks),
         "evidence": f"{counts['>']} >, {counts['<']} <, {counts['?']} ?",
         "range": f"{what} {span}",

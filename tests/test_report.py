@@ -60,6 +60,16 @@ def test_verdict(marks, expected, verdict):
     assert report.verdict(marks, expected) == verdict
 
 
+def test_claims_cover_every_claim(smoke, tmp_path):
+    """One row per claim, thresholds written into the claim's text, a verdict from the vocabulary."""
+    sizes = report.gather("smoke", str(tmp_path), "model_size")
+    table = report.claims(smoke.runs, sizes.runs, high=10, low=2)
+    assert list(table.key) == list(report.CLAIMS)
+    assert "t >= 10" in table.claim.iloc[0] and "t <= 2" in table.claim.iloc[1]
+    assert not table.claim.str.contains("{").any()
+    assert set(table.verdict) <= {"supported", "contradicted", "inconclusive"}
+
+
 def test_conclusions_type_no_number():
     """The markdown of the conclusions page holds no digit outside glue roles and math."""
     cells = json.loads((ROOT / "notebooks" / "conclusions.ipynb").read_text())["cells"]
