@@ -185,9 +185,9 @@ def verdict(marks: Sequence[str], expected: str) -> str:
 
 
 def _clip_domain(values: pd.Series) -> list[float]:
-    """A y-range holding the central 98% of finite values and 1 (I explodes where Bbar_1 ~ 0)."""
+    """A y-range holding the central 90% of finite values and 1 (I explodes where Bbar_1 ~ 0)."""
     finite = values[np.isfinite(values)]
-    low, high = finite.quantile([0.01, 0.99]) if len(finite) else (0.0, 2.0)
+    low, high = finite.quantile([0.05, 0.95]) if len(finite) else (0.0, 2.0)
     return [float(min(low, 0.0)), float(max(high, 2.0))]
 
 
