@@ -11,7 +11,6 @@ straightforward script would. Both do the same computations and must agree on ac
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 
@@ -19,42 +18,24 @@ import numpy as np
 import pandas as pd
 
 from pruneflow import data, grid
-from pruneflow.devices import default_device, derive_seed
-from pruneflow.grid import Stopwatch, build_model
-from pruneflow.metrics import accuracy_from_confusion
+from pruneflow.devices import default_device
+from pruneflow.grid import Stopwatch, prune_run, train_dense
 from pruneflow.profiles import load_profile
-from pruneflow.pruning import Unreachable, prune
-from pruneflow.train import evaluate, fit, gradient_batches
 
 
 def baseline(runs, device) -> tuple[float, dict[str, float]]:
-    """Seconds for every run done from scratch, and each run's fine-tuned accuracy."""
+    """Seconds for every run done from scratch (its dense model retrained, nothing stored), and
+    each run's fine-tuned accuracy."""
     start, accuracy = time.perf_counter(), {}
     for run in runs:
         dataset = data.load(run.dense.dataset).to(device)
-        model = build_model(run.dense, dataset).to(device)
-        fit(model, dataset, run.dense.train, seed=derive_seed("order", run.dense.seed))
-        evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
-        model = copy.deepcopy(model)
-        batches = gradient_batches(
-            dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
-        )
-        try:
-            result = prune(
-                model,
-                run.strategy,
-                run.compression,
-                basis=run.basis,
-                batches=batches,
-                weight_decay=run.dense.train.weight_decay,
-                seed=derive_seed("prune", run.id),
-            )
-        except Unreachable:
+        model, _ = train_dense(run.dense, dataset, device, Stopwatch())
+        if model is None:  # diverged
             continue
-        evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
-        fit(model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=result.masks)
-        confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
-        accuracy[run.id] = float(accuracy_from_confusion(confusion))
+        rows = prune_run(run, model, dataset, device, None, Stopwatch())
+        finetuned = [row["accuracy"] for row in rows if row["stage"] == "finetuned"]
+        if finetuned:
+            accuracy[run.id] = finetuned[0]
     return time.perf_counter() - start, accuracy
 
 

@@ -224,7 +224,7 @@ def prepare_dense(
         model = build_model(dense, dataset).to(device)
         model.load_state_dict(weights)
         return table, model, dataset
-    model, rows = _train_dense(dense, dataset, device, clock)
+    model, rows = train_dense(dense, dataset, device, clock)
     if model is not None:
         store.save_weights(dense, model.state_dict())
     store.write(dense, rows)
@@ -241,7 +241,7 @@ def run_cell(
     clock: Stopwatch,
 ) -> Outcome:
     """Prune, evaluate, fine-tune and evaluate one run from its dense model; store its rows."""
-    return _store(run, _prune_run(run, model, dataset, device, dense_table, clock), store)
+    return _store(run, prune_run(run, model, dataset, device, dense_table, clock), store)
 
 
 def _ok(table: pa.Table) -> bool:
@@ -294,9 +294,10 @@ def _failure(common: dict[str, Any], error: BaseException) -> list[dict[str, Any
     return [{**common, "stage": "failed", "status": status, "reason": reason}]
 
 
-def _train_dense(
+def train_dense(
     dense: DenseConfig, dataset: data.Dataset, device: torch.device, clock: Stopwatch
 ) -> tuple[torch.nn.Module | None, list[dict[str, Any]]]:
+    """The trained dense model (None if it failed) and its rows; nothing is stored."""
     start = time.perf_counter()
     model = build_model(dense, dataset).to(device)
     common = {
@@ -391,7 +392,7 @@ def _finish(pruned: _Pruned, dataset: data.Dataset, clock: Stopwatch) -> list[di
     return _with_time(rows, pruned.start)
 
 
-def _prune_run(
+def prune_run(
     run: PruneConfig,
     dense_model: torch.nn.Module | None,
     dataset: data.Dataset,
@@ -442,7 +443,7 @@ def _prune_runs_together(
             )
     except Exception:
         return rows | {
-            p.run: _prune_run(p.run, dense_model, dataset, device, dense_table, clock) for p in ready
+            p.run: prune_run(p.run, dense_model, dataset, device, dense_table, clock) for p in ready
         }
     return rows | {p.run: _finish(p, dataset, clock) for p in ready}
 
