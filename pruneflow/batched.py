@@ -43,6 +43,8 @@ def fit_many(
     ``data`` (on the models' device) must not be augmented. Raises ``ValueError`` otherwise, and
     ``Diverged`` when a model's epoch loss is not finite (every model then holds its weights of
     that epoch)."""
+    if schedule.precision != "fp32":
+        raise ValueError(f"fit_many trains in fp32 only, got precision={schedule.precision!r}; use fit")
     masks = _check(models, data, seeds, masks)
     for model in models:
         model.train()
@@ -85,9 +87,10 @@ def fit_many(
     return losses
 
 
-def supports(model: nn.Module, data: Dataset) -> bool:
-    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` (no buffers, no augmentation)."""
-    return not data.augment and next(model.buffers(), None) is None
+def supports(model: nn.Module, data: Dataset, schedule: Schedule) -> bool:
+    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule``
+    (no buffers, no augmentation, fp32)."""
+    return not data.augment and next(model.buffers(), None) is None and schedule.precision == "fp32"
 
 
 def _check(

@@ -84,7 +84,9 @@ class PruneConfig:
     @property
     def finetune(self) -> Schedule:
         t = self.dense.train
-        return Schedule(self.finetune_epochs, self.finetune_lr, t.momentum, t.weight_decay, t.batch_size)
+        return Schedule(
+            self.finetune_epochs, self.finetune_lr, t.momentum, t.weight_decay, t.batch_size, t.precision
+        )
 
 
 def to_dict(config: DenseConfig | PruneConfig) -> dict[str, Any]:

@@ -174,7 +174,7 @@ def _run_here(
                 if tables[r] is not None:
                     outcomes.append(cached(tables[r]))
                     bar.update()
-            if together > 1 and model is not None and supports(model, dataset):
+            if together > 1 and todo and model is not None and supports(model, dataset, todo[0].finetune):
                 for chunk in _chunks(todo, together):
                     for r, rows in _prune_runs_together(
                         chunk, model, dataset, device, dense_table, clock

@@ -21,6 +21,9 @@ from .devices import generator
 from .masks import Mask, prunable_weights
 from .metrics import confusion_matrix
 from .pruning import check_weight_decay
+from .registry import check_choice
+
+PRECISIONS = ("fp32", "bf16")
 
 
 class Diverged(RuntimeError):
@@ -36,8 +39,10 @@ class Schedule:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 128
+    precision: str = "fp32"  # or "bf16": forward and loss under bf16 autocast (off for the statistics)
 
     def __post_init__(self) -> None:
+        check_choice("precision", self.precision, PRECISIONS)
         for name in ("lr", "momentum", "weight_decay"):  # YAML may give ints or strings like '5e-4'
             object.__setattr__(self, name, float(getattr(self, name)))
         check_weight_decay(self.weight_decay)
@@ -70,7 +75,8 @@ def fit(
             x = data.x_train[idx]
             if data.augment:
                 x = augment(x, gen)
-            loss = F.cross_entropy(model(x), data.y_train[idx])
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=schedule.precision == "bf16"):
+                loss = F.cross_entropy(model(x), data.y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if mask is not None:

@@ -169,3 +169,18 @@ def test_nan_loss_raises_diverged() -> None:
     data = dataclasses.replace(data, x_train=data.x_train * math.nan)
     with pytest.raises(Diverged, match="nan"):
         fit(build("lenet300-100", data.input_shape, 4, 0.1), data, Schedule(epochs=1, lr=0.1), seed=0)
+
+
+def test_bf16_autocast_is_an_option_off_by_default(digits) -> None:
+    """precision='bf16' trains under autocast (different weights); the default is fp32."""
+    assert Schedule(1, 0.05).precision == "fp32"
+    weights = {}
+    for precision in ("fp32", "bf16"):
+        with seeded(0):
+            model = build("lenet300-100", digits.input_shape, digits.num_classes, 0.25)
+        losses = fit(model, digits, Schedule(1, 0.05, precision=precision), seed=0)
+        assert all(np.isfinite(losses))
+        weights[precision] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.equal(weights["fp32"], weights["bf16"])
+    with pytest.raises(ValueError, match=r"unknown precision 'fp16'.*'bf16'"):
+        Schedule(1, 0.05, precision="fp16")
