@@ -17,10 +17,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from pruneflow import data, grid
+from pruneflow import data
 from pruneflow.devices import default_device
-from pruneflow.grid import Stopwatch, prune_run, train_dense
-from pruneflow.profiles import load_profile
+from pruneflow.experiment import grid
+from pruneflow.experiment.profiles import load_profile
+from pruneflow.experiment.tasks import Stopwatch, prune_run, train_dense
 
 
 def baseline(runs, device) -> tuple[float, dict[str, float]]:

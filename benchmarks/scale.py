@@ -12,9 +12,9 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from pruneflow import grid
 from pruneflow.devices import default_device
-from pruneflow.profiles import load_profile
+from pruneflow.experiment import grid
+from pruneflow.experiment.profiles import load_profile
 
 
 def timed(work: Callable[[str], object]) -> float:

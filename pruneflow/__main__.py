@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import book, grid
-from .profiles import shipped
+from .experiment import grid
+from .experiment.profiles import shipped
+from .report import book
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from test_grid import tidy
 
-from pruneflow import grid, results
-from pruneflow.profiles import load_profile
+from pruneflow.experiment import grid, results
+from pruneflow.experiment.profiles import load_profile
 
 distributed = pytest.importorskip("distributed")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pruneflow import grid, results
-from pruneflow.profiles import load_profile, parse
+from pruneflow.experiment import grid, results
+from pruneflow.experiment.profiles import load_profile, parse
 
 VOLATILE = ["seconds", "device", "code_version"]  # the only columns allowed to differ between runs
 

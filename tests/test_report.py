@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from browser import SCREENSHOT_DIR, check_page, find_chromium
 
-from pruneflow import book, metrics, report
+from pruneflow import metrics
+from pruneflow.report import book, claims
+from pruneflow.report import tables as report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,14 +59,14 @@ def test_summary_counts_every_model(smoke):
     ],
 )
 def test_verdict(marks, expected, verdict):
-    assert report.verdict(marks, expected) == verdict
+    assert claims.verdict(marks, expected) == verdict
 
 
 def test_claims_cover_every_claim(smoke, tmp_path):
     """One row per claim, thresholds written into the claim's text, a verdict from the vocabulary."""
     sizes = report.gather("smoke", str(tmp_path), "model_size")
-    table = report.claims(smoke.runs, sizes.runs, high=10, low=2)
-    assert list(table.key) == list(report.CLAIMS)
+    table = claims.claims(smoke.runs, sizes.runs, high=10, low=2)
+    assert list(table.key) == list(claims.CLAIMS)
     assert "t >= 10" in table.claim.iloc[0] and "t <= 2" in table.claim.iloc[1]
     assert not table.claim.str.contains("{").any()
     assert set(table.verdict) <= {"supported", "contradicted", "inconclusive"}
@@ -119,4 +121,4 @@ def test_conclusions_page_shows_computed_verdicts(built):
     """Every claim line of the built conclusions page carries a verdict pasted from the results."""
     text = (built.parent / "generated" / "conclusions-all.html").read_text()
     verdicts = re.findall(r"<strong>(supported|contradicted|inconclusive)</strong>", text)
-    assert len(verdicts) == len(report.CLAIMS)
+    assert len(verdicts) == len(claims.CLAIMS)

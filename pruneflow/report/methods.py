@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import data, models
-from .config import DenseConfig, PruneConfig
-from .masks import parameter_counts
-from .profiles import Profile, load_profile
-from .strategies import STRATEGIES
+from .. import data, models
+from ..experiment.config import DenseConfig, PruneConfig
+from ..experiment.profiles import Profile, load_profile
+from ..masks import parameter_counts
+from ..strategies import STRATEGIES
 
 # The authors' protocol (their ShrinkBench-based code), against which we state our deviations.
 AUTHORS = {

@@ -22,10 +22,10 @@ from typing import Any
 
 import nbformat
 
-from . import grid
-from .profiles import Profile, load_profile
+from ..experiment import grid
+from ..experiment.profiles import Profile, load_profile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = (
     "methods",
     "q1_strategy",

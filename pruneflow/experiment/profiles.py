@@ -1,7 +1,7 @@
 """Grid specs ("profiles") as YAML data: named sub-grids of datasets, models, strategies, ratios
 and bases, over ``seeds`` independently trained models, with shared training defaults.
 
-Shipped profiles live in ``pruneflow/profiles/<name>.yaml``; any other YAML path works too::
+Shipped profiles live in ``pruneflow/experiment/profiles/<name>.yaml``; any other YAML path works too::
 
     name: quick
     seeds: 10                     # seeds 0..9
@@ -32,17 +32,17 @@ from typing import Any
 
 import yaml
 
+from ..data import DATASETS
+from ..registry import check_choice
+from ..train import Schedule
 from .config import DenseConfig, PruneConfig
-from .data import DATASETS
-from .registry import check_choice
-from .train import Schedule
 
 DEFAULT_RATIOS = (2, 4, 10, 20, 50)
 
 
 def shipped() -> list[str]:
     """Names of the profiles shipped with the package."""
-    folder = resources.files("pruneflow") / "profiles"
+    folder = resources.files("pruneflow.experiment") / "profiles"
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -77,7 +77,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         check_choice("profile", str(name_or_path), shipped())
-        text = (resources.files("pruneflow") / "profiles" / f"{name_or_path}.yaml").read_text()
+        text = (resources.files("pruneflow.experiment") / "profiles" / f"{name_or_path}.yaml").read_text()
     else:
         text = path.read_text()
     return parse(yaml.safe_load(text))

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
+from ..devices import default_device
 from .config import DenseConfig, PruneConfig
-from .devices import default_device
-from .grid import Outcome, Stopwatch, cached, prepare_dense, run_cell
 from .results import Store
+from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_cell
 
 RETRIES = 2  # a task that raised is tried again this many times (a lost worker's task is rescheduled)
 
@@ -76,7 +76,7 @@ def client_for(scheduler: str | None) -> Iterator[object]:
 def run_on_dask(
     runs: list[PruneConfig], store: Store, scheduler: str | None, progress: bool
 ) -> list[Outcome]:
-    """Every run (and its dense model) as Dask tasks; outcomes as in :func:`pruneflow.grid.run`."""
+    """Every run (and its dense model) as Dask tasks; outcomes as in :func:`pruneflow.experiment.grid.run`."""
     from distributed import as_completed
 
     root = str(store.root.resolve())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .. import __version__
 
 LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "pingouin", "altair", "jupyter-book")
 

@@ -8,13 +8,13 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import __version__
-from .data import DATASETS
-from .models import MODELS
-from .pruning import BASES, check_compression
-from .registry import check_choice
-from .strategies import STRATEGIES
-from .train import Schedule
+from .. import __version__
+from ..data import DATASETS
+from ..models import MODELS
+from ..pruning import BASES, check_compression
+from ..registry import check_choice
+from ..strategies import STRATEGIES
+from ..train import Schedule
 
 
 def _identity(kind: str, payload: dict[str, Any]) -> str:

@@ -1,10 +1,9 @@
-"""Run a profile's grid: train each dense model once, prune it with every strategy and ratio,
-fine-tune, and store tidy rows; finished runs are read back, not recomputed.
+"""The work of one run, shared by both executors (the local grid and the Dask cluster): train a
+dense model once (or read it back from the store), prune it, fine-tune, evaluate, and turn the
+confusion matrices into tidy rows.
 
-A run is the unit of work (and of the progress bar). Runs that share a dense model are done
-together so the dense weights are trained, or loaded, once. A run that diverges or raises is
-recorded with its reason and the grid goes on: diverged runs and ratios a model cannot reach
-are kept as results, runs that raised anything else are retried next time.
+A run that diverges or raises is recorded with its reason: diverged runs and ratios a model
+cannot reach are kept as results, runs that raised anything else are retried next time.
 """
 
 from __future__ import annotations
@@ -13,35 +12,25 @@ import copy
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import torch
-from tqdm import tqdm
 
-from . import data, models
-from .batched import fit_many, supports
+from .. import data, models
+from ..batched import fit_many
+from ..devices import derive_seed, seeded
+from ..masks import Mask, parameter_counts
+from ..metrics import accuracy_from_confusion, recall_from_confusion
+from ..pruning import Unreachable, prune
+from ..train import Diverged, evaluate, fit, gradient_batches
 from .config import DenseConfig, PruneConfig
-from .devices import default_device, derive_seed, seeded
-from .masks import Mask, parameter_counts
-from .metrics import accuracy_from_confusion, recall_from_confusion
-from .profiles import Profile, load_profile
 from .provenance import code_version, device_name
-from .pruning import Unreachable, prune
-from .registry import check_choice
-from .results import DEFAULT_ROOT, SCHEMA, Store
-from .train import Diverged, evaluate, fit, gradient_batches
-
-DENSE_KEYS = ("dataset", "model", "width", "seed")
-FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
-EXECUTORS = ("local", "dask")
-FINETUNE_TOGETHER_CUDA = 8
+from .results import SCHEMA, Store
 
 
 class Stopwatch:
@@ -59,146 +48,10 @@ class Stopwatch:
             self.seconds[phase] += time.perf_counter() - start
 
 
-@dataclass(frozen=True)
-class Summary:
-    """Counts of one grid execution."""
-
-    profile: str
-    computed: int
-    cached: int
-    failed: int
-    seconds: float
-    reasons: tuple[str, ...]
-
-    def __str__(self) -> str:
-        total = self.computed + self.cached + self.failed
-        line = (
-            f"{self.profile}: {total} runs - {self.computed} computed, {self.cached} cached, "
-            f"{self.failed} failed - {self.seconds:.1f} s"
-        )
-        return "\n".join([line, *(f"  failed: {r}" for r in self.reasons[:5])])
-
-
-def select(runs: Iterable[PruneConfig], only: Mapping[str, str] | None) -> list[PruneConfig]:
-    """The runs whose fields equal every ``key=value`` of ``only`` (numbers compared as numbers)."""
-    only = dict(only or {})
-    for key in only:
-        check_choice("filter key", key, FILTER_KEYS)
-
-    def matches(run: PruneConfig, key: str, wanted: str) -> bool:
-        raw = getattr(run.dense, key) if key in DENSE_KEYS else getattr(run, key)
-        try:
-            return float(raw) == float(wanted)
-        except (TypeError, ValueError):
-            return str(raw) == str(wanted)
-
-    return [r for r in runs if all(matches(r, k, v) for k, v in only.items())]
-
-
-def run(
-    spec: Profile | str | Path,
-    results: str | Path = DEFAULT_ROOT,
-    *,
-    only: Mapping[str, str] | None = None,
-    progress: bool = True,
-    device: torch.device | None = None,
-    stopwatch: Stopwatch | None = None,
-    executor: str = "local",
-    scheduler: str | None = None,
-    finetune_together: int | None = None,
-) -> pd.DataFrame:
-    """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
-    their dense models as one tidy DataFrame, and prints a one-line summary.
-
-    ``executor="local"`` runs in this process (``stopwatch`` collects the time per phase) and
-    fine-tunes ``finetune_together`` runs of one dense model at once (default: 8 on CUDA, 1 on a
-    CPU, where it buys little; equal to one by one up to float rounding);
-    ``"dask"`` sends the runs to the Dask cluster at ``scheduler``, or to a new local one
-    (:mod:`pruneflow.cluster`)."""
-    check_choice("executor", executor, EXECUTORS)
-    profile = spec if isinstance(spec, Profile) else load_profile(spec)
-    runs = select(profile.runs, only)
-    if not runs:
-        raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}")
-    store = Store(results)
-    store.check_writable()
-    start = time.perf_counter()
-    if executor == "dask":
-        from .cluster import run_on_dask
-
-        outcomes = run_on_dask(runs, store, scheduler, progress)
-    else:
-        device = device or default_device()
-        together = finetune_together or (FINETUNE_TOGETHER_CUDA if device.type == "cuda" else 1)
-        outcomes = _run_here(runs, store, device, stopwatch or Stopwatch(), progress, together)
-    counts, reasons, tables = Counter(), [], []
-    for status, table in outcomes:
-        tables.append(table)
-        if status is None:  # a dense model's rows
-            continue
-        counts[status] += 1
-        if status == "failed":
-            reasons.append(f"{table.column('run_id')[0]}: {table.column('reason')[0]}")
-    store.remove_temporary()
-    elapsed = time.perf_counter() - start
-    print(
-        Summary(profile.name, counts["computed"], counts["cached"], counts["failed"], elapsed, tuple(reasons))
-    )
-    return pa.concat_tables(tables).to_pandas()
-
-
 Outcome = tuple[str | None, pa.Table]  # ('computed' | 'cached' | 'failed', rows) or (None, dense rows)
 
 
-def _run_here(
-    runs: list[PruneConfig],
-    store: Store,
-    device: torch.device,
-    clock: Stopwatch,
-    progress: bool,
-    together: int,
-) -> list[Outcome]:
-    """Every run in this process, grouped by dense model so that each is trained or loaded once;
-    ``together`` > 1 fine-tunes that many runs of a dense model at once (vmapped)."""
-    groups: dict[DenseConfig, list[PruneConfig]] = {}
-    for r in runs:
-        groups.setdefault(r.dense, []).append(r)
-    outcomes = []
-    with tqdm(total=len(runs), unit="run", disable=not progress) as bar:
-        for dense, group in groups.items():
-            tables = {r: store.read(r) for r in group}
-            todo = [r for r in group if tables[r] is None]
-            dense_table, model, dataset = prepare_dense(dense, store, device, clock, need_model=bool(todo))
-            outcomes.append((None, dense_table))
-            for r in group:
-                if tables[r] is not None:
-                    outcomes.append(cached(tables[r]))
-                    bar.update()
-            if together > 1 and todo and model is not None and supports(model, dataset, todo[0].finetune):
-                for chunk in _chunks(todo, together):
-                    for r, rows in _prune_runs_together(
-                        chunk, model, dataset, device, dense_table, clock
-                    ).items():
-                        outcomes.append(_store(r, rows, store))
-                        bar.update()
-            else:
-                for r in todo:
-                    outcomes.append(run_cell(r, model, dataset, dense_table, store, device, clock))
-                    bar.update()
-    return outcomes
-
-
-def _chunks(runs: list[PruneConfig], size: int) -> Iterator[list[PruneConfig]]:
-    """Runs in groups of at most ``size`` sharing one fine-tuning schedule."""
-    by_schedule: dict[Any, list[PruneConfig]] = {}
-    for r in runs:
-        by_schedule.setdefault(r.finetune, []).append(r)
-    for same in by_schedule.values():
-        for i in range(0, len(same), size):
-            yield same[i : i + size]
-
-
-def _store(run: PruneConfig, rows: list[dict[str, Any]], store: Store) -> Outcome:
+def store_rows(run: PruneConfig, rows: list[dict[str, Any]], store: Store) -> Outcome:
     store.write(run, rows)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     return ("computed" if _ok(table) else "failed"), table
@@ -241,7 +94,7 @@ def run_cell(
     clock: Stopwatch,
 ) -> Outcome:
     """Prune, evaluate, fine-tune and evaluate one run from its dense model; store its rows."""
-    return _store(run, prune_run(run, model, dataset, device, dense_table, clock), store)
+    return store_rows(run, prune_run(run, model, dataset, device, dense_table, clock), store)
 
 
 def _ok(table: pa.Table) -> bool:
@@ -413,7 +266,7 @@ def prune_run(
         return _with_time(_failure(common, error), start)
 
 
-def _prune_runs_together(
+def prune_runs_together(
     runs: list[PruneConfig],
     dense_model: torch.nn.Module,
     dataset: data.Dataset,

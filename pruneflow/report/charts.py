@@ -1,0 +1,100 @@
+"""Altair charts of the question pages (statistics live in :mod:`.tables`)."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .tables import order_of
+
+
+def _clip_domain(values: pd.Series) -> list[float]:
+    """A y-range holding the central 90% of finite values and 1 (I explodes where Bbar_1 ~ 0)."""
+    finite = values[np.isfinite(values)]
+    low, high = finite.quantile([0.05, 0.95]) if len(finite) else (0.0, 2.0)
+    return [float(min(low, 0.0)), float(max(high, 2.0))]
+
+
+def boxplot(table: pd.DataFrame, group: str, facet: str | None = None, title: str = "") -> alt.Chart:
+    """Boxplots of I_t per ratio t, one box per level of ``group``, dashed line at I = 1
+    (one panel per level of ``facet`` if given)."""
+    keep = ["compression", group, "intensification", *([facet] if facet else [])]
+    data = table[np.isfinite(table.intensification)][keep].astype({group: str})
+    order = order_of(table[group])
+    y = alt.Y(
+        "intensification:Q",
+        title="intensification ratio I",
+        scale=alt.Scale(domain=_clip_domain(data.intensification), clamp=True),
+    )
+    boxes = (
+        alt.Chart()
+        .mark_boxplot(extent=1.5, outliers={"size": 4, "opacity": 0.4})
+        .encode(
+            x=alt.X("compression:O", title="compression ratio t"),
+            xOffset=alt.XOffset(f"{group}:N", sort=order),
+            y=y,
+            color=alt.Color(f"{group}:N", sort=order),
+        )
+    )
+    one = alt.Chart().mark_rule(strokeDash=[6, 4], color="black").encode(y=alt.datum(1.0))
+    chart = alt.layer(boxes, one, data=data).properties(width=520, height=260)
+    if facet:
+        return chart.facet(row=alt.Row(f"{facet}:N", sort=order_of(table[facet])), title=title)
+    return chart.properties(title=title)
+
+
+def scatter(table: pd.DataFrame, runs_summary: pd.DataFrame, facet: str, title: str = "") -> alt.FacetChart:
+    """Bbar_t against Bbar_1 (one point per class and model), coloured by t, with the fitted
+    slope lines y = alpha_hat_t x (mean over models), one panel per level of ``facet``."""
+    order = order_of(table[facet])
+    points = table[[facet, "compression", "seed", "class", "bbar_dense", "bbar"]].assign(kind="class")
+    points[facet] = points[facet].astype(str)
+    x_max = float(np.nanmax(np.abs(points.bbar_dense))) if len(points) else 1.0
+    lines = (
+        runs_summary[[facet, "compression", "alpha_hat"]]
+        .astype({facet: str})
+        .merge(pd.DataFrame({"bbar_dense": [-x_max, x_max]}), how="cross")
+        .assign(bbar=lambda d: d.alpha_hat * d.bbar_dense, kind="fit")
+    )
+    x = alt.X("bbar_dense:Q", title="Bbar_1 (dense)")
+    y = alt.Y("bbar:Q", title="Bbar_t (pruned)")
+    color = alt.Color("compression:O", title="t", scale=alt.Scale(scheme="viridis"))
+    dots = (
+        alt.Chart()
+        .mark_circle(size=18, opacity=0.45)
+        .encode(
+            x=x, y=y, color=color, tooltip=["compression:O", "seed:Q", "class:Q", "bbar_dense:Q", "bbar:Q"]
+        )
+        .transform_filter(alt.datum.kind == "class")
+    )
+    fits = (
+        alt.Chart()
+        .mark_line(strokeWidth=2)
+        .encode(
+            x=x,
+            y=y,
+            color=color,
+            detail="compression:O",
+            tooltip=["compression:O", alt.Tooltip("alpha_hat:Q", format=".3f")],
+        )
+        .transform_filter(alt.datum.kind == "fit")
+    )
+    data = pd.concat([points, lines], ignore_index=True)
+    return (
+        alt.layer(dots, fits, data=data)
+        .properties(width=250, height=220)
+        .facet(facet=alt.Facet(f"{facet}:N", title=facet, sort=order), columns=2, title=title)
+    )
+
+
+def setup_altair() -> None:
+    """Render charts as interactive HTML with every row inlined. The book's pages load vega,
+    vega-lite and vega-embed from its own ``_static/vendor`` (``html_js_files`` in _config.yml);
+    ``base_url`` keeps CDN addresses out of the pages, so they render with no network."""
+    alt.data_transformers.disable_max_rows()
+    alt.renderers.enable(
+        "html",
+        base_url="_static/vendor/vega",
+        embed_options={"actions": {"export": True, "source": False, "compiled": False, "editor": False}},
+    )
