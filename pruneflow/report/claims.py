@@ -79,14 +79,14 @@ def cells(
     level: float = 0.99,
     metric: str = "alpha_hat",
 ) -> pd.DataFrame:
-    """Per cell (dataset, model, basis, strategy, t): models, mean ``metric`` - 1 with its ``level``
-    interval, accuracy, its share of the dense margin over chance, and whether the cell is usable."""
-    data = runs.assign(effect=runs[metric] - 1)
+    """Per cell (dataset, model, basis, strategy, t): models, mean ``metric`` - 1 (``estimate``) with its
+    ``level`` interval, accuracy, its share of the dense margin over chance, and whether it is usable."""
+    data = runs.assign(estimate=runs[metric] - 1)
     g = data.groupby(CELL, sort=True)
     table = g.agg(
-        models=("effect", "count"),
-        effect=("effect", "mean"),
-        sd=("effect", "std"),
+        models=("estimate", "count"),
+        estimate=("estimate", "mean"),
+        sd=("estimate", "std"),
         accuracy=("accuracy", "mean"),
         accuracy_sd=("accuracy", "std"),
         dense_accuracy=("dense_accuracy", "mean"),
@@ -96,8 +96,8 @@ def cells(
     half = stats.t.ppf((1 + level) / 2, n - 1) * table.sd / np.sqrt(n)
     chance = 1 / table.classes
     table = table.assign(
-        ci_low=table.effect - half,
-        ci_high=table.effect + half,
+        ci_low=table.estimate - half,
+        ci_high=table.estimate + half,
         accuracy_low=table.accuracy - stats.t.ppf(level, n - 1) * table.accuracy_sd / np.sqrt(n),
         chance=chance,
         kept=(table.accuracy - chance) / (table.dense_accuracy - chance),
@@ -167,9 +167,13 @@ def evaluate(
     rows = {}
 
     def add(key, statement, sign, strata, weights, n_cells, n_out, accuracy=False):
+        scale = (
+            "accuracy difference" if accuracy else f"{m} - 1" if key in ("high", "low") else f"{m} difference"
+        )
         rows[key] = dict(
             claim=key,
             statement=statement,
+            scale=scale,
             sign=sign,
             strata_values=strata,
             weights=weights,
@@ -189,7 +193,7 @@ def evaluate(
         (
             "low",
             det & (strat_cells.compression <= low),
-            f"pruning de-intensifies them at t <= {low:g} ({m} < 1)",
+            f"pruning de-intensifies recall differences at t <= {low:g} ({m} < 1)",
             -1,
         ),
     ):
@@ -275,7 +279,8 @@ def evaluate(
             groups = [units[units.n_params == e].value.to_numpy(float) for e in ends]
         add(
             f"smaller_{basis}",
-            f"smaller models intensify more at t >= {high:g}, {basis} basis ({m} of smallest - largest > 0)",
+            f"smaller models intensify more at t >= {high:g}, {basis}-parameter basis "
+            f"({m} of smallest - largest > 0)",
             1,
             groups,
             [1.0, -1.0],
@@ -350,4 +355,68 @@ def power(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
         seeds=seeds,
         reaches_margin=lambda d: seeds >= d.seeds_margin,
         reaches_half_margin=lambda d: seeds >= d.seeds_half_margin,
+    )
+
+
+ANSWERS = {
+    "supported": "yes",
+    "contradicted": "no, the effect goes the other way",
+    "equivalent": "no, any effect lies within the equivalence margin",
+    "inconclusive": "not settled by these models",
+}
+
+
+def paragraph(row: pd.Series, level: float, seeds: int) -> str:
+    """The plain-language answer to one claim with its numbers (markdown, for glue)."""
+    boot = (
+        "The bootstrap over dense models gives the same verdict."
+        if row.bootstrap_agrees
+        else f"**Caution:** the bootstrap over dense models ({row.boot_low:.3f} to {row.boot_high:.3f}) "
+        f"changes the verdict read off the interval (heavy tails)."
+    )
+    enough = "this profile has" if seeds >= row.seeds_margin else "this profile has only"
+    ci = f"{level:.0%} CI {row.ci_low:+.3f} to {row.ci_high:+.3f}"
+    return (
+        f"*{row.statement[0].upper()}{row.statement[1:]}:* **{row.verdict}**, {ANSWERS[row.verdict]}. "
+        f"The pooled {row.scale} is {row.estimate:+.3f} ({ci}; Holm-adjusted p = {row.p_adjusted:.2g}; "
+        f"equivalence within +-{row.margin:g}: Holm-adjusted TOST p = {row.p_tost_adjusted:.2g}), "
+        f"from {row.cells} cells of {row.models} independently trained models; {row.excluded} cells were "
+        f"left out as unusable. {boot} An interval of +-{row.margin:g} would take {row.seeds_margin} models "
+        f"per cell and +-{row.margin / 2:g} {row.seeds_half_margin} ({enough} {seeds})."
+    )
+
+
+def summary(table: pd.DataFrame, profile: str, level: float) -> str:
+    """A short markdown summary of the verdicts (index page): one line per verdict that occurs."""
+    lines = [
+        f"On profile **{profile}**, {len(table)} claims of the seed paper were each tested once "
+        f"({level:.0%} intervals, Holm-adjusted over the claims):"
+    ]
+    heads = {
+        "supported": "supported",
+        "contradicted": "contradicted",
+        "equivalent": "no effect within the margin",
+        "inconclusive": "not settled",
+    }
+    for verdict, head in heads.items():
+        part = table[table.verdict == verdict]
+        if len(part):
+            lines.append(f"- **{head}**: " + "; ".join(part.statement))
+    return "\n".join(lines)
+
+
+def labelled(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``table`` (of :func:`cells`) with a ``cell`` column naming each row by ``by`` and its ratio t."""
+    names = table[by].astype(str).agg(", ".join, axis=1) if by else ""
+    return table.assign(cell=names + [f", t = {t:g}" if by else f"t = {t:g}" for t in table.compression])
+
+
+def unusable_sentence(table: pd.DataFrame) -> str:
+    """Which cells of ``table`` (of :func:`labelled`) are left out of the intensification claims."""
+    out = table[~table.usable]
+    if not len(out):
+        return f"All {len(table)} cells are usable."
+    return (
+        f"{len(out)} of the {len(table)} cells are left out of the intensification claims as unusable "
+        f"(accuracy collapsed towards chance): {'; '.join(out.cell)}."
     )
