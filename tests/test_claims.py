@@ -137,7 +137,7 @@ def test_pooled_estimate_equals_the_mixed_model():
     model of alpha_hat - 1 with the dense model as random intercept (statsmodels MixedLM)."""
     rng = np.random.default_rng(3)
     frame = synthetic(
-        rng, datasets={"only": 0.9}, alpha_high={"MP": 1.2, "GP": 1.25, "UP": 1.1}, model_sd=0.1
+        rng, datasets={"only": 0.9}, alpha_high={"MP": 1.2, "GP": 1.25, "UP": 1.1}, model_sd=0.2
     )
     row = claims.evaluate(frame, resamples=0).set_index("claim").loc["high"]
     used = frame[

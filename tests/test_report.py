@@ -48,6 +48,20 @@ def test_summary_counts_every_model(smoke):
     assert set(table["mark"]) <= {">", "<", "?"}
 
 
+def test_claims_on_the_tidy_rows(smoke):
+    """evaluate takes the tidy result rows as well as the per-run table, with the same answer; every
+    claim gets a row whose finite interval holds its estimate and a verdict from the vocabulary."""
+    table = claims.evaluate(smoke.frame, resamples=0)
+    again = claims.evaluate(claims.per_run(smoke.frame), resamples=0)
+    assert list(table.claim) == list(claims.KEYS)
+    assert table.equals(again)
+    finite = table.dropna(subset=["ci_low", "ci_high"])
+    assert (finite.ci_low <= finite.estimate).all() and (finite.estimate <= finite.ci_high).all()
+    assert set(table.verdict) <= set(claims.VERDICTS)
+    cells = claims.cells(claims.per_run(smoke.frame))
+    assert cells.models.sum() == len(smoke.runs) and cells.usable.dtype == bool
+
+
 def test_conclusions_type_no_number():
     """The markdown of the conclusions page holds no digit outside glue roles and math."""
     cells = json.loads((ROOT / "notebooks" / "conclusions.ipynb").read_text())["cells"]

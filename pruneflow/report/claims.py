@@ -322,6 +322,7 @@ def _infer(rows: list[dict], level: float, seed: int, resamples: int) -> pd.Data
             )
         )
     table = pd.DataFrame(out)
+    table = table.astype({"seeds_margin": "Int64", "seeds_half_margin": "Int64"})
     table["p_adjusted"] = inference.holm(table.p_value)
     table["p_tost_adjusted"] = inference.holm(table.p_tost)
     alpha = 1 - level
@@ -368,8 +369,16 @@ ANSWERS = {
 
 def paragraph(row: pd.Series, level: float, seeds: int) -> str:
     """The plain-language answer to one claim with its numbers (markdown, for glue)."""
+    head = f"*{row.statement[0].upper()}{row.statement[1:]}:* **{row.verdict}**, {ANSWERS[row.verdict]}."
+    if not math.isfinite(row.se):
+        return (
+            f"{head} Too few models in usable cells to estimate it on this profile ({row.cells} cells of "
+            f"{row.models} models; {row.excluded} cells left out as unusable)."
+        )
     boot = (
-        "The bootstrap over dense models gives the same verdict."
+        ""
+        if not math.isfinite(row.boot_low)
+        else "The bootstrap over dense models gives the same verdict."
         if row.bootstrap_agrees
         else f"**Caution:** the bootstrap over dense models ({row.boot_low:.3f} to {row.boot_high:.3f}) "
         f"changes the verdict read off the interval (heavy tails)."
@@ -377,8 +386,8 @@ def paragraph(row: pd.Series, level: float, seeds: int) -> str:
     enough = "this profile has" if seeds >= row.seeds_margin else "this profile has only"
     ci = f"{level:.0%} CI {row.ci_low:+.3f} to {row.ci_high:+.3f}"
     return (
-        f"*{row.statement[0].upper()}{row.statement[1:]}:* **{row.verdict}**, {ANSWERS[row.verdict]}. "
-        f"The pooled {row.scale} is {row.estimate:+.3f} ({ci}; Holm-adjusted p = {row.p_adjusted:.2g}; "
+        f"{head} The pooled {row.scale} is {row.estimate:+.3f} "
+        f"({ci}; Holm-adjusted p = {row.p_adjusted:.2g}; "
         f"equivalence within +-{row.margin:g}: Holm-adjusted TOST p = {row.p_tost_adjusted:.2g}), "
         f"from {row.cells} cells of {row.models} independently trained models; {row.excluded} cells were "
         f"left out as unusable. {boot} An interval of +-{row.margin:g} would take {row.seeds_margin} models "
@@ -416,7 +425,8 @@ def unusable_sentence(table: pd.DataFrame) -> str:
     out = table[~table.usable]
     if not len(out):
         return f"All {len(table)} cells are usable."
+    verb = "is" if len(out) == 1 else "are"
     return (
-        f"{len(out)} of the {len(table)} cells are left out of the intensification claims as unusable "
+        f"{len(out)} of the {len(table)} cells {verb} left out of the intensification claims as unusable "
         f"(accuracy collapsed towards chance): {'; '.join(out.cell)}."
     )

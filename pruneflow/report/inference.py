@@ -120,12 +120,13 @@ def bootstrap_ci(
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def seeds_needed(estimate: Estimate, half_width: float, level: float, limit: int = 100_000) -> int:
+def seeds_needed(estimate: Estimate, half_width: float, level: float, limit: int = 100_000) -> int | None:
     """Smallest number n of models per stratum for which the interval's half-width
     t_{(1+level)/2, D(n-1)} * sd / sqrt(n) <= ``half_width``, where sd = se * sqrt(units / D) is the
-    observed per-unit spread (t formula of the planned design, D strata of n models)."""
+    observed per-unit spread (t formula of the planned design, D strata of n models); None without
+    a spread."""
     if not math.isfinite(estimate.se) or estimate.strata == 0:
-        return 0
+        return None
     sd = estimate.se * math.sqrt(estimate.units / estimate.strata)
     d = estimate.strata
     n = 2
