@@ -139,6 +139,18 @@ def _select(runs: pd.DataFrame, table: pd.DataFrame, keep: pd.Series) -> tuple[p
     return runs[inside], len(good), len(chosen) - len(good)
 
 
+def _select_common(
+    runs: pd.DataFrame, table: pd.DataFrame, column: str, ends: list
+) -> tuple[pd.DataFrame, int, int]:
+    """Like :func:`_select` for a comparison of two levels of ``column``: only the ratios t at which
+    both have a usable cell, so that the two groups are averaged over the same ratios."""
+    chosen = table[table[column].isin(ends)]
+    both = chosen[chosen.usable].groupby("compression")[column].nunique()
+    keep = chosen.usable & chosen.compression.isin(both[both == len(ends)].index)
+    sel, n, _ = _select(runs, chosen, keep)
+    return sel, n, int((~chosen.usable).sum())
+
+
 def evaluate(
     frame: pd.DataFrame,
     *,
@@ -252,7 +264,7 @@ def evaluate(
     order = tables.difficulty_order(strat[strat.strategy == "MP"]) if len(strat) else pd.DataFrame()
     if len(order) > 1:
         ends = [order.index[-1], order.index[0]]
-        sel, n, out = _select(strat, mp, mp.dataset.isin(ends))
+        sel, n, out = _select_common(strat, mp, "dataset", ends)
         units = _unit_means(sel, sel[m])
         groups = [units[units.dataset == d].value.to_numpy(float) for d in ends]
         text = f"harder tasks intensify more at t >= {high:g} ({m} of {ends[0]} - {ends[1]} > 0)"
@@ -274,7 +286,7 @@ def evaluate(
                 & table.n_params.isin(ends)
                 & (table.compression >= high)
             ]
-            sel, n, out = _select(part, cand, pd.Series(True, index=cand.index))
+            sel, n, out = _select_common(part, cand, "n_params", ends)
             units = sel.assign(value=sel[m]).groupby(["n_params", "dense_id"]).value.mean().reset_index()
             groups = [units[units.n_params == e].value.to_numpy(float) for e in ends]
         add(
