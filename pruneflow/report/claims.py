@@ -49,7 +49,9 @@ class Usable:
     level: float = 0.99
 
     def __call__(self, cells: pd.DataFrame) -> pd.Series:
-        return (cells.kept >= self.retain) & (cells.accuracy_low > cells.chance)
+        n = cells.models.to_numpy(float)
+        low = cells.accuracy - stats.t.ppf(self.level, n - 1) * cells.accuracy_sd / np.sqrt(n)
+        return (cells.kept >= self.retain) & (low > cells.chance)
 
     def describe(self) -> str:
         return (
@@ -98,10 +100,9 @@ def cells(
     table = table.assign(
         ci_low=table.estimate - half,
         ci_high=table.estimate + half,
-        accuracy_low=table.accuracy - stats.t.ppf(level, n - 1) * table.accuracy_sd / np.sqrt(n),
         chance=chance,
         kept=(table.accuracy - chance) / (table.dense_accuracy - chance),
-    ).drop(columns=["sd", "accuracy_sd", "classes"])
+    ).drop(columns=["sd", "classes"])
     return table.assign(usable=usable(table).astype(bool)) if len(table) else table
 
 
