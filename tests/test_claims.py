@@ -188,3 +188,17 @@ def test_null_frames_rarely_give_a_verdict():
         table = claims.evaluate(frame, resamples=0)
         hits += table.verdict.isin(["supported", "contradicted"]).any()
     assert hits <= 5
+
+
+def test_metric_names_the_column_of_the_intensification_claims():
+    """Claims on another per-run column with null 1 (e.g. an excess ratio): doubling the deviation
+    from 1 doubles the intensification estimates and leaves the accuracy claims alone."""
+    rng = np.random.default_rng(8)
+    frame = synthetic(rng, alpha_high={"MP": 1.3, "GP": 1.3, "UP": 1.2})
+    base = claims.evaluate(frame, resamples=0).set_index("claim")
+    other = claims.evaluate(frame.assign(excess=1 + 2 * (frame.alpha_hat - 1)), metric="excess", resamples=0)
+    other = other.set_index("claim")
+    for key in ("high", "low", "up_alpha", "rp_alpha", "smaller_all"):
+        assert other.estimate[key] == pytest.approx(2 * base.estimate[key]), key
+        assert "excess" in other.statement[key]
+    assert other.estimate["up_accuracy"] == pytest.approx(base.estimate["up_accuracy"])

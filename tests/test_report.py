@@ -112,7 +112,7 @@ def test_conclusions_page_answers_every_claim(built):
     draws the forest plot, and carries no vote count of per-cell marks."""
     page = built.parent / "generated" / "conclusions-all.html"
     text = page.read_text()
-    verdicts = re.findall(r"<strong>(supported|contradicted|equivalent|inconclusive)</strong>", text)
+    verdicts = re.findall(r"</em> <strong>(supported|contradicted|equivalent|inconclusive)</strong>", text)
     assert len(verdicts) == len(claims.KEYS)
     assert not re.search(r"\d+ &gt;, \d+ &lt;", text) and not re.search(r"\d+ >, \d+ <", text)
     if find_chromium() is None:
