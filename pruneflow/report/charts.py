@@ -98,3 +98,45 @@ def setup_altair() -> None:
         base_url="_static/vendor/vega",
         embed_options={"actions": {"export": True, "source": False, "compiled": False, "editor": False}},
     )
+
+
+def forest(
+    table: pd.DataFrame,
+    label: str,
+    color: str | None = None,
+    margin: str | float | None = None,
+    x_title: str = "estimate",
+    title: str = "",
+) -> alt.Chart:
+    """Forest plot: one row per row of ``table`` (named by ``label``), its ``estimate`` as a point
+    and its [``ci_low``, ``ci_high``] interval as a bar, a solid line at the null 0 and, if given, the
+    equivalence band +-``margin`` (a column of per-row margins or one number) shaded on each row."""
+    keep = [label, "estimate", "ci_low", "ci_high", *([color] if color else [])]
+    data = table[keep].astype({label: str})
+    if margin is not None:
+        data = data.assign(margin=table[margin] if isinstance(margin, str) else float(margin))
+        data = data.assign(band_low=-data.margin, band_high=data.margin)
+    order = list(data[label])
+    y = alt.Y(f"{label}:N", sort=order, title=None)
+    encode_color = alt.Color(f"{color}:N") if color else alt.value("black")
+    tooltip = [
+        f"{label}:N",
+        *(alt.Tooltip(f"{c}:Q", format=".3f") for c in ("estimate", "ci_low", "ci_high")),
+    ]
+    bars = (
+        alt.Chart()
+        .mark_rule(strokeWidth=2)
+        .encode(x=alt.X("ci_low:Q", title=x_title), x2="ci_high:Q", y=y, color=encode_color, tooltip=tooltip)
+    )
+    points = (
+        alt.Chart()
+        .mark_point(filled=True, size=60)
+        .encode(x="estimate:Q", y=y, color=encode_color, tooltip=tooltip)
+    )
+    null = alt.Chart().mark_rule(color="black").encode(x=alt.datum(0.0))
+    layers = [bars, points, null]
+    if margin is not None:
+        band = alt.Chart().mark_bar(opacity=0.15, color="gray").encode(x="band_low:Q", x2="band_high:Q", y=y)
+        layers.insert(0, band)
+    height = max(60, 22 * len(data))
+    return alt.layer(*layers, data=data).properties(width=460, height=height, title=title)

@@ -1,92 +1,445 @@
-"""The seed paper's claims, tested on our results."""
+"""The seed paper's claims, each tested once on the paired design (:mod:`.inference`).
+
+:func:`evaluate` takes the tidy rows of :func:`pruneflow.experiment.results.load` (both grids of a
+profile) or a per-run table like :func:`.tables.alphas` (plus a ``classes`` column), and returns one
+row per claim: the pooled estimate over the claim's cells with its interval, p-value, Holm-adjusted
+p, TOST against a margin, the verdict, a bootstrap check and the models a target precision needs.
+Datasets to leave out (e.g. flagged as noise-dominated) are removed from ``frame`` by the caller.
+
+Which runs a claim uses: the strategy claims take the (dataset, model, width, basis) groups pruned by
+more than one strategy; the size claims take, per basis, MP on the dataset pruned at several model
+sizes. Intensification claims use usable cells only (:class:`Usable`); accuracy claims use all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from .tables import compare, difficulty_order, size_effect, summary, with_size_label
+from . import inference, tables
+
+VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
+GROUP = ["dataset", "model", "width", "n_params", "basis"]
+CELL = [*GROUP, "strategy", "compression"]
+KEYS = (
+    "high",
+    "low",
+    "up_alpha",
+    "up_accuracy",
+    "rp_alpha",
+    "rp_accuracy",
+    "harder",
+    "smaller_prunable",
+    "smaller_all",
+)
 
 
-def verdict(marks: Sequence[str], expected: str) -> str:
-    """'supported' if some cells show the ``expected`` mark and none the opposite, 'contradicted' in
-    the mirror case, else 'inconclusive' (at the 99% level of the marks)."""
-    opposite = {">": "<", "<": ">"}[expected]
-    pro, con = sum(m == expected for m in marks), sum(m == opposite for m in marks)
-    if pro and not con:
-        return "supported"
-    if con and not pro:
-        return "contradicted"
+@dataclass(frozen=True)
+class Usable:
+    """A cell is usable when its mean pruned accuracy keeps at least ``retain`` of the dense models'
+    margin over chance, (A_t - 1/K) / (A_1 - 1/K) >= retain, and the lower bound of the one-sided
+    ``level`` t interval of A_t lies above chance 1/K."""
+
+    retain: float = 0.5
+    level: float = 0.99
+
+    def __call__(self, cells: pd.DataFrame) -> pd.Series:
+        n = cells.models.to_numpy(float)
+        low = cells.accuracy - stats.t.ppf(self.level, n - 1) * cells.accuracy_sd / np.sqrt(n)
+        return (cells.kept >= self.retain) & (low > cells.chance)
+
+    def describe(self) -> str:
+        return (
+            f"a cell enters the intensification claims when its mean pruned accuracy keeps at least "
+            f"{self.retain:.0%} of the dense models' margin over chance and its one-sided {self.level:.0%} "
+            f"lower bound lies above chance"
+        )
+
+
+def per_run(frame: pd.DataFrame, stage: str = "finetuned") -> pd.DataFrame:
+    """Per pruned run: :func:`.tables.alphas` of each dataset plus its number of ``classes``;
+    a frame that already has ``alpha_hat`` is returned as is."""
+    if "alpha_hat" in frame.columns:
+        return frame
+    good, _ = tables.ok_rows(frame)
+    table = tables.intensification(good, stage)
+    parts = [
+        tables.alphas(t).assign(classes=t["class"].nunique()) for _, t in table.groupby("dataset", sort=True)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def cells(
+    runs: pd.DataFrame,
+    usable: Callable[[pd.DataFrame], pd.Series] = Usable(),
+    *,
+    level: float = 0.99,
+    metric: str = "alpha_hat",
+) -> pd.DataFrame:
+    """Per cell (dataset, model, basis, strategy, t): models, mean ``metric`` - 1 (``estimate``) with its
+    ``level`` interval, accuracy, its share of the dense margin over chance, and whether it is usable."""
+    data = runs.assign(estimate=runs[metric] - 1)
+    g = data.groupby(CELL, sort=True)
+    table = g.agg(
+        models=("estimate", "count"),
+        estimate=("estimate", "mean"),
+        sd=("estimate", "std"),
+        accuracy=("accuracy", "mean"),
+        accuracy_sd=("accuracy", "std"),
+        dense_accuracy=("dense_accuracy", "mean"),
+        classes=("classes", "first"),
+    ).reset_index()
+    n = table.models.to_numpy(float)
+    half = stats.t.ppf((1 + level) / 2, n - 1) * table.sd / np.sqrt(n)
+    chance = 1 / table.classes
+    table = table.assign(
+        ci_low=table.estimate - half,
+        ci_high=table.estimate + half,
+        chance=chance,
+        kept=(table.accuracy - chance) / (table.dense_accuracy - chance),
+    ).drop(columns=["sd", "classes"])
+    return table.assign(usable=usable(table).astype(bool)) if len(table) else table
+
+
+def _strategy_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    n = runs.groupby(GROUP).strategy.transform("nunique")
+    return runs[n > 1]
+
+
+def _unit_means(runs: pd.DataFrame, value: pd.Series) -> pd.DataFrame:
+    """Per dense model: the mean of ``value`` over its runs, with its dataset."""
+    return runs.assign(value=value).groupby(["dataset", "dense_id"], sort=True).value.mean().reset_index()
+
+
+def _paired(runs: pd.DataFrame, a: str, others: list[str], column: str) -> pd.DataFrame:
+    """Per dense model: the mean over cells and ``others`` of (``a`` - other) of ``column``."""
+    keys = [*GROUP, "compression", "dense_id"]
+    left = runs[runs.strategy == a].set_index(keys)[column]
+    diffs = [
+        (left - runs[runs.strategy == b].set_index(keys)[column]).dropna().rename("value") for b in others
+    ]
+    both = pd.concat(diffs).reset_index() if diffs else pd.DataFrame(columns=[*keys, "value"])
+    return both.groupby(["dataset", "dense_id"], sort=True).value.mean().reset_index()
+
+
+def _strata(units: pd.DataFrame) -> list[np.ndarray]:
+    return [g.value.to_numpy(float) for _, g in units.groupby("dataset", sort=True)]
+
+
+def _select(runs: pd.DataFrame, table: pd.DataFrame, keep: pd.Series) -> tuple[pd.DataFrame, int, int]:
+    """(runs of the kept cells, cells kept, cells left out as unusable) among ``keep``'s cells."""
+    chosen = table[keep]
+    good = chosen[chosen.usable]
+    index = pd.MultiIndex.from_frame(good[CELL])
+    inside = pd.MultiIndex.from_frame(runs[CELL]).isin(index)
+    return runs[inside], len(good), len(chosen) - len(good)
+
+
+def _select_common(
+    runs: pd.DataFrame, table: pd.DataFrame, column: str, ends: list
+) -> tuple[pd.DataFrame, int, int]:
+    """Like :func:`_select` for a comparison of two levels of ``column``: only the ratios t at which
+    both have a usable cell, so that the two groups are averaged over the same ratios."""
+    chosen = table[table[column].isin(ends)]
+    both = chosen[chosen.usable].groupby("compression")[column].nunique()
+    keep = chosen.usable & chosen.compression.isin(both[both == len(ends)].index)
+    sel, n, _ = _select(runs, chosen, keep)
+    return sel, n, int((~chosen.usable).sum())
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    *,
+    level: float = 0.99,
+    margin: float = 0.1,
+    accuracy_margin: float = 0.02,
+    usable: Callable[[pd.DataFrame], pd.Series] = Usable(),
+    metric: str = "alpha_hat",
+    high: float = 20,
+    low: float = 4,
+    seed: int = 0,
+    resamples: int = 2000,
+) -> pd.DataFrame:
+    """One row per claim (keys :data:`KEYS`): estimate, ``level`` interval, p, Holm-adjusted p, TOST p
+    against +-``margin`` (``accuracy_margin`` for accuracy), verdict, cells (kept / left out as
+    unusable), models (dense models), bootstrap interval (``resamples`` draws; 0 skips it) and models
+    per stratum for a half-width of the margin and half of it. ``metric`` names the per-run column
+    of the intensification claims (null value 1, e.g. ``alpha_hat`` or an excess ratio).
+    Verdict: 'supported' / 'contradicted' when the Holm-adjusted p < 1 - level with the claimed /
+    opposite sign, else 'equivalent' when the Holm-adjusted TOST p < 1 - level, else 'inconclusive'."""
+    runs = per_run(frame)
+    table = cells(runs, usable, level=level, metric=metric)
+    strat = _strategy_runs(runs)
+    strat_cells = table.merge(strat[CELL].drop_duplicates(), on=CELL)
+    m = metric
+    rows = {}
+
+    def add(key, statement, sign, strata, weights, n_cells, n_out, accuracy=False):
+        scale = (
+            "accuracy difference" if accuracy else f"{m} - 1" if key in ("high", "low") else f"{m} difference"
+        )
+        rows[key] = dict(
+            claim=key,
+            statement=statement,
+            scale=scale,
+            sign=sign,
+            strata_values=strata,
+            weights=weights,
+            cells=n_cells,
+            excluded=n_out,
+            margin=accuracy_margin if accuracy else margin,
+        )
+
+    det = strat_cells.strategy != "RP"
+    for key, keep, text, sign in (
+        (
+            "high",
+            det & (strat_cells.compression >= high),
+            f"pruning intensifies recall differences at t >= {high:g} ({m} > 1)",
+            1,
+        ),
+        (
+            "low",
+            det & (strat_cells.compression <= low),
+            f"pruning de-intensifies recall differences at t <= {low:g} ({m} < 1)",
+            -1,
+        ),
+    ):
+        sel, n, out = _select(strat, strat_cells, keep)
+        add(key, text, sign, _strata(_unit_means(sel, sel[m] - 1)), None, n, out)
+
+    hi = strat_cells.compression >= high
+    up_mp = strat_cells.strategy.isin(["UP", "MP"]) & hi
+    sel, n, out = _select(strat, strat_cells, up_mp)
+    sel = sel[sel.groupby([*GROUP, "compression", "dense_id"]).strategy.transform("nunique") == 2]
+    add(
+        "up_alpha",
+        f"UP intensifies less than MP at t >= {high:g} ({m} of UP - MP < 0)",
+        -1,
+        _strata(_paired(sel, "UP", ["MP"], m)),
+        None,
+        n,
+        out,
+    )
+    every = strat[strat.compression >= high]
+    add(
+        "up_accuracy",
+        f"UP is more accurate than MP at t >= {high:g} (accuracy of UP - MP > 0)",
+        1,
+        _strata(_paired(every, "UP", ["MP"], "accuracy")),
+        None,
+        int(up_mp.sum()),
+        0,
+        accuracy=True,
+    )
+    sel, _, out = _select(strat, strat_cells, pd.Series(True, index=strat_cells.index))
+    with_rp = sel.groupby([*GROUP, "compression", "dense_id"]).strategy.transform(lambda s: (s == "RP").any())
+    sel = sel[with_rp & (sel.groupby([*GROUP, "compression", "dense_id"]).strategy.transform("nunique") > 1)]
+    n = len(sel[CELL].drop_duplicates())
+    add(
+        "rp_alpha",
+        f"RP intensifies least, wherever its accuracy is usable ({m} of RP - each other < 0)",
+        -1,
+        _strata(_paired(sel, "RP", ["MP", "GP", "UP"], m)),
+        None,
+        n,
+        out,
+    )
+    add(
+        "rp_accuracy",
+        f"RP is far less accurate than MP at t >= {high:g} (accuracy of RP - MP < 0)",
+        -1,
+        _strata(_paired(every, "RP", ["MP"], "accuracy")),
+        None,
+        int((strat_cells.strategy.isin(["RP", "MP"]) & hi).sum()),
+        0,
+        accuracy=True,
+    )
+
+    mp = strat_cells[(strat_cells.strategy == "MP") & hi]
+    order = tables.difficulty_order(strat[strat.strategy == "MP"]) if len(strat) else pd.DataFrame()
+    if len(order) > 1:
+        ends = [order.index[-1], order.index[0]]
+        sel, n, out = _select_common(strat, mp, "dataset", ends)
+        units = _unit_means(sel, sel[m])
+        groups = [units[units.dataset == d].value.to_numpy(float) for d in ends]
+        text = f"harder tasks intensify more at t >= {high:g} ({m} of {ends[0]} - {ends[1]} > 0)"
+    else:
+        groups, n, out, text = [], 0, 0, f"harder tasks intensify more at t >= {high:g} (one dataset only)"
+    add("harder", text, 1, groups, [1.0, -1.0], n, out)
+
+    for basis in ("prunable", "all"):
+        part = runs[(runs.strategy == "MP") & (runs.basis == basis)]
+        sizes = part.groupby("dataset").n_params.nunique()
+        part = part[part.dataset.isin(sizes[sizes > 1].index)]
+        groups, n, out = [], 0, 0
+        if len(part):
+            ends = [part.n_params.min(), part.n_params.max()]
+            cand = table[
+                table.dataset.isin(part.dataset.unique())
+                & (table.strategy == "MP")
+                & (table.basis == basis)
+                & table.n_params.isin(ends)
+                & (table.compression >= high)
+            ]
+            sel, n, out = _select_common(part, cand, "n_params", ends)
+            units = sel.assign(value=sel[m]).groupby(["n_params", "dense_id"]).value.mean().reset_index()
+            groups = [units[units.n_params == e].value.to_numpy(float) for e in ends]
+        add(
+            f"smaller_{basis}",
+            f"smaller models intensify more at t >= {high:g}, {basis}-parameter basis "
+            f"({m} of smallest - largest > 0)",
+            1,
+            groups,
+            [1.0, -1.0],
+            n,
+            out,
+        )
+    return _infer([rows[k] for k in KEYS], level, seed, resamples)
+
+
+def _infer(rows: list[dict], level: float, seed: int, resamples: int) -> pd.DataFrame:
+    """Estimates, tests, Holm, TOST, verdicts, bootstrap and power of the claim rows."""
+    out = []
+    for row in rows:
+        strata, weights = row.pop("strata_values"), row.pop("weights")
+        est = inference.pooled(strata, weights)
+        low, high = est.ci(level)
+        boot = inference.bootstrap_ci(strata, weights, level, seed, resamples)
+        boot_eq = inference.bootstrap_ci(strata, weights, 1 - 2 * (1 - level), seed, resamples)
+        out.append(
+            row
+            | dict(
+                estimate=est.value,
+                ci_low=low,
+                ci_high=high,
+                p_value=est.p_value(),
+                p_tost=est.tost(row["margin"]),
+                se=est.se,
+                df=est.df,
+                models=est.units,
+                strata=est.strata,
+                boot_low=boot[0],
+                boot_high=boot[1],
+                interval_verdict=_interval_verdict(
+                    row["sign"], (low, high), est.ci(1 - 2 * (1 - level)), row["margin"]
+                ),
+                bootstrap_verdict=_interval_verdict(row["sign"], boot, boot_eq, row["margin"]),
+                seeds_margin=inference.seeds_needed(est, row["margin"], level),
+                seeds_half_margin=inference.seeds_needed(est, row["margin"] / 2, level),
+            )
+        )
+    table = pd.DataFrame(out)
+    table = table.astype({"seeds_margin": "Int64", "seeds_half_margin": "Int64"})
+    table["p_adjusted"] = inference.holm(table.p_value)
+    table["p_tost_adjusted"] = inference.holm(table.p_tost)
+    alpha = 1 - level
+    verdict = np.where(
+        table.p_adjusted < alpha,
+        np.where(np.sign(table.estimate) == table.sign, "supported", "contradicted"),
+        np.where(table.p_tost_adjusted < alpha, "equivalent", "inconclusive"),
+    )
+    table["verdict"] = verdict
+    table["bootstrap_agrees"] = (table.bootstrap_verdict == table.interval_verdict) | (resamples == 0)
+    return table
+
+
+def _interval_verdict(sign: int, ci: tuple[float, float], ci_eq: tuple[float, float], margin: float) -> str:
+    """Verdict read off intervals (no multiplicity): the ``level`` interval excludes 0, or the
+    1 - 2(1 - level) interval lies within +-margin (the interval form of TOST)."""
+    low, high = ci
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if low > 0 or high < 0:
+        return "supported" if np.sign(low if low > 0 else high) == sign else "contradicted"
+    if -margin < ci_eq[0] and ci_eq[1] < margin:
+        return "equivalent"
     return "inconclusive"
 
 
-CLAIMS = {
-    "high": "Pruning intensifies recall differences at high ratios, t >= {high:g} (alpha_hat > 1)",
-    "low": "Pruning de-intensifies them at low ratios, t <= {low:g} (alpha_hat < 1)",
-    "up_alpha": "UP intensifies less than MP (alpha_hat of UP minus MP < 0)",
-    "up_accuracy": "UP reaches better accuracy than MP (accuracy of UP minus MP > 0)",
-    "rp_alpha": "RP intensifies least (alpha_hat of RP minus each other strategy < 0)",
-    "rp_accuracy": "RP's accuracy is far worse (accuracy of RP minus MP < 0)",
-    "harder": "Harder tasks intensify more (alpha_hat of the hardest minus the easiest dataset > 0)",
-    "smaller_prunable": "Smaller models intensify more, prunable basis (smallest minus largest > 0)",
-    "smaller_all": (
-        "Smaller models intensify more, the authors' all-parameter basis (smallest minus largest > 0)"
-    ),
+def power(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """Per claim: models per stratum for a CI half-width of the margin and of half of it, and
+    whether ``seeds`` (the profile's models per cell) reaches them."""
+    return table[["claim", "margin", "models", "strata", "seeds_margin", "seeds_half_margin"]].assign(
+        seeds=seeds,
+        reaches_margin=lambda d: seeds >= d.seeds_margin,
+        reaches_half_margin=lambda d: seeds >= d.seeds_half_margin,
+    )
+
+
+ANSWERS = {
+    "supported": "yes",
+    "contradicted": "no, the effect goes the other way",
+    "equivalent": "no, any effect lies within the equivalence margin",
+    "inconclusive": "not settled by these models",
 }
 
 
-def _claim(
-    key: str, marks: Sequence[str], values: Sequence[float], expected: str, what: str, **thresholds: float
-) -> dict:
-    marks, values = list(marks), np.asarray(values, dtype=float)
-    counts = {m: marks.count(m) for m in (">", "<", "?")}
-    span = f"{np.nanmin(values):.3g} to {np.nanmax(values):.3g}" if len(values) else "-"
-    return {
-        "key": key,
-        "claim": CLAIMS[key].format(**thresholds),
-        "cells": len(marks),
-        "evidence": f"{counts['>']} >, {counts['<']} <, {counts['?']} ?",
-        "range": f"{what} {span}",
-        "verdict": verdict(marks, expected) if marks else "inconclusive",
-    }
-
-
-def claims(
-    strategy_runs: pd.DataFrame, size_runs: pd.DataFrame, high: float = 20, low: float = 4
-) -> pd.DataFrame:
-    """One row per claim of the seed paper: the 99% marks of the cells that test it, the range of
-    our numbers, and the verdict (:func:`verdict`). ``strategy_runs`` and ``size_runs`` are the
-    per-run tables (:func:`alphas`) of the strategy grid and of the model-size grid."""
-    deterministic = strategy_runs[strategy_runs.strategy != "RP"]
-    cells = summary(deterministic, ["dataset", "strategy"])
-    hi, lo = cells[cells.compression >= high], cells[cells.compression <= low]
-    up = compare(strategy_runs, "strategy", "UP", "MP")
-    rp = pd.concat([compare(strategy_runs, "strategy", "RP", other) for other in ("MP", "GP", "UP")])
-    rp_mp = compare(strategy_runs, "strategy", "RP", "MP")
-    mp = strategy_runs[strategy_runs.strategy == "MP"]
-    order = difficulty_order(mp)
-    harder = compare(mp, "dataset", order.index[-1], order.index[0], by=(), paired=False)
-    sizes = size_effect(with_size_label(size_runs[size_runs.strategy == "MP"]))
-    rows = [
-        _claim("high", hi["mark"], hi.alpha_hat, ">", "mean alpha_hat", high=high),
-        _claim("low", lo["mark"], lo.alpha_hat, "<", "mean alpha_hat", low=low),
-        _claim("up_alpha", up.alpha_hat_mark, up.alpha_hat_diff, "<", "difference"),
-        _claim("up_accuracy", up.accuracy_mark, up.accuracy_diff, ">", "difference"),
-        _claim("rp_alpha", rp.alpha_hat_mark, rp.alpha_hat_diff, "<", "difference"),
-        _claim("rp_accuracy", rp_mp.accuracy_mark, rp_mp.accuracy_diff, "<", "difference"),
-        _claim("harder", harder.alpha_hat_mark, harder.alpha_hat_diff, ">", "difference"),
-    ]
-    for basis in ("prunable", "all"):
-        part = sizes[sizes.basis == basis] if len(sizes) else sizes
-        rows.append(
-            _claim(
-                f"smaller_{basis}",
-                part.get("alpha_hat_mark", []),
-                part.get("alpha_hat_diff", []),
-                ">",
-                "difference",
-            )
+def paragraph(row: pd.Series, level: float, seeds: int) -> str:
+    """The plain-language answer to one claim with its numbers (markdown, for glue)."""
+    head = f"*{row.statement[0].upper()}{row.statement[1:]}:* **{row.verdict}**, {ANSWERS[row.verdict]}."
+    if not math.isfinite(row.se):
+        return (
+            f"{head} Too few models in usable cells to estimate it on this profile ({row.cells} cells of "
+            f"{row.models} models; {row.excluded} cells left out as unusable)."
         )
-    return pd.DataFrame(rows)
+    boot = (
+        ""
+        if not math.isfinite(row.boot_low)
+        else "The bootstrap over dense models gives the same verdict."
+        if row.bootstrap_agrees
+        else f"**Caution:** the bootstrap over dense models ({row.boot_low:.3f} to {row.boot_high:.3f}) "
+        f"changes the verdict read off the interval (heavy tails)."
+    )
+    enough = "this profile has" if seeds >= row.seeds_margin else "this profile has only"
+    ci = f"{level:.0%} CI {row.ci_low:+.3f} to {row.ci_high:+.3f}"
+    return (
+        f"{head} The pooled {row.scale} is {row.estimate:+.3f} "
+        f"({ci}; Holm-adjusted p = {row.p_adjusted:.2g}; "
+        f"equivalence within +-{row.margin:g}: Holm-adjusted TOST p = {row.p_tost_adjusted:.2g}), "
+        f"from {row.cells} cells of {row.models} independently trained models; {row.excluded} cells were "
+        f"left out as unusable. {boot} An interval of +-{row.margin:g} would take {row.seeds_margin} models "
+        f"per cell and +-{row.margin / 2:g} {row.seeds_half_margin} ({enough} {seeds})."
+    )
+
+
+def summary(table: pd.DataFrame, profile: str, level: float) -> str:
+    """A short markdown summary of the verdicts (index page): one line per verdict that occurs."""
+    lines = [
+        f"On profile **{profile}**, {len(table)} claims of the seed paper were each tested once "
+        f"({level:.0%} intervals, Holm-adjusted over the claims):"
+    ]
+    heads = {
+        "supported": "supported",
+        "contradicted": "contradicted",
+        "equivalent": "no effect within the margin",
+        "inconclusive": "not settled",
+    }
+    for verdict, head in heads.items():
+        part = table[table.verdict == verdict]
+        if len(part):
+            lines.append(f"- **{head}**: " + "; ".join(part.statement))
+    return "\n".join(lines)
+
+
+def labelled(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``table`` (of :func:`cells`) with a ``cell`` column naming each row by ``by`` and its ratio t."""
+    names = table[by].astype(str).agg(", ".join, axis=1) if by else ""
+    return table.assign(cell=names + [f", t = {t:g}" if by else f"t = {t:g}" for t in table.compression])
+
+
+def unusable_sentence(table: pd.DataFrame) -> str:
+    """Which cells of ``table`` (of :func:`labelled`) are left out of the intensification claims."""
+    out = table[~table.usable]
+    if not len(out):
+        return f"All {len(table)} cells are usable."
+    verb = "is" if len(out) == 1 else "are"
+    return (
+        f"{len(out)} of the {len(table)} cells {verb} left out of the intensification claims as unusable "
+        f"(accuracy collapsed towards chance): {'; '.join(out.cell)}."
+    )
