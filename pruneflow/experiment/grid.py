@@ -8,25 +8,29 @@ together so the dense weights are trained, or loaded, once; the work of one run 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from ..batched import supports
 from ..devices import default_device
 from ..registry import check_choice
 from .config import DenseConfig, PruneConfig
 from .profiles import Profile, load_profile
 from .results import DEFAULT_ROOT, Store
-from .tasks import Outcome, Stopwatch, cached, prepare_dense, prune_runs_together, run_cell, store_rows
+from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_group
 
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
@@ -81,13 +85,18 @@ def run(
     executor: str = "local",
     scheduler: str | None = None,
     finetune_together: int | None = None,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
     their dense models as one tidy DataFrame, and prints a one-line summary.
 
-    ``executor="local"`` runs in this process (``stopwatch`` collects the time per phase) and
-    fine-tunes ``finetune_together`` runs of one dense model at once (default: 8 on CUDA, 1 on a
-    CPU, where it buys little; equal to one by one up to float rounding);
+    ``executor="local"`` runs on this machine: dense models (each with its runs) are spread over
+    ``workers`` single-threaded processes (default: one per core on a CPU, see
+    :func:`default_workers`; 1 runs in this process), ``stopwatch`` collects the seconds per phase
+    (summed over workers), and ``finetune_together`` runs of one dense model are fine-tuned at once
+    (default: 8 on CUDA, 1 on a CPU, where it buys little; equal to one by one up to float rounding).
+    Same seeds give identical rows in the same mode; another thread count may change float
+    reductions, so rows agree only up to a few test samples (tests/test_grid.py states by how much);
     ``"dask"`` sends the runs to the Dask cluster at ``scheduler``, or to a new local one
     (:mod:`pruneflow.experiment.cluster`)."""
     check_choice("executor", executor, EXECUTORS)
@@ -105,7 +114,8 @@ def run(
     else:
         device = device or default_device()
         together = finetune_together or (FINETUNE_TOGETHER_CUDA if device.type == "cuda" else 1)
-        outcomes = _run_here(runs, store, device, stopwatch or Stopwatch(), progress, together)
+        workers = workers or default_workers(device)
+        outcomes = _run_here(runs, store, device, stopwatch or Stopwatch(), progress, together, workers)
     counts, reasons, tables = Counter(), [], []
     for status, table in outcomes:
         tables.append(table)
@@ -129,42 +139,67 @@ def _run_here(
     clock: Stopwatch,
     progress: bool,
     together: int,
+    workers: int,
 ) -> list[Outcome]:
-    """Every run in this process, grouped by dense model so that each is trained or loaded once;
-    ``together`` > 1 fine-tunes that many runs of a dense model at once (vmapped)."""
+    """Every run, grouped by dense model so that each is trained or loaded once. Finished groups are
+    read back here; the others run here (``workers`` = 1) or in a pool of ``workers`` processes,
+    one dense model at a time each (:func:`_work_group`)."""
     groups: dict[DenseConfig, list[PruneConfig]] = {}
     for r in runs:
         groups.setdefault(r.dense, []).append(r)
-    outcomes = []
-    with tqdm(total=len(runs), unit="run", disable=not progress) as bar:
-        for dense, group in groups.items():
-            tables = {r: store.read(r) for r in group}
-            todo = [r for r in group if tables[r] is None]
-            dense_table, model, dataset = prepare_dense(dense, store, device, clock, need_model=bool(todo))
-            outcomes.append((None, dense_table))
-            for r in group:
-                if tables[r] is not None:
-                    outcomes.append(cached(tables[r]))
-                    bar.update()
-            if together > 1 and todo and model is not None and supports(model, dataset, todo[0].finetune):
-                for chunk in _chunks(todo, together):
-                    for r, rows in prune_runs_together(
-                        chunk, model, dataset, device, dense_table, clock
-                    ).items():
-                        outcomes.append(store_rows(r, rows, store))
-                        bar.update()
-            else:
-                for r in todo:
-                    outcomes.append(run_cell(r, model, dataset, dense_table, store, device, clock))
-                    bar.update()
+    outcomes: list[Outcome] = []
+    pending: dict[DenseConfig, list[PruneConfig]] = {}
+    for dense, group in groups.items():
+        tables = [store.read(r) for r in group]
+        if any(t is None for t in tables):
+            pending[dense] = group
+            continue
+        dense_table, _, _ = prepare_dense(dense, store, device, clock, need_model=False)
+        outcomes += [(None, dense_table), *map(cached, tables)]
+    with tqdm(
+        total=len(runs), initial=len(runs) - sum(map(len, pending.values())), unit="run", disable=not progress
+    ) as bar:
+        if workers > 1 and len(pending) > 1:
+            # fork: workers inherit the loaded code and data, and scripts need no __main__ guard
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(
+                min(workers, len(pending)), mp_context=context, initializer=_init_worker, initargs=(threads,)
+            ) as pool:
+                futures = {
+                    pool.submit(_work_group, dense, group, str(store.root), together): len(group)
+                    for dense, group in pending.items()
+                }
+                for future in as_completed(futures):
+                    done, seconds = future.result()
+                    outcomes += done
+                    clock.seconds.update(seconds)
+                    bar.update(futures[future])
+        else:
+            for dense, group in pending.items():
+                outcomes += run_group(dense, group, store, device, clock, together)
+                bar.update(len(group))
     return outcomes
 
 
-def _chunks(runs: list[PruneConfig], size: int) -> Iterator[list[PruneConfig]]:
-    """Runs in groups of at most ``size`` sharing one fine-tuning schedule."""
-    by_schedule: dict[Any, list[PruneConfig]] = {}
-    for r in runs:
-        by_schedule.setdefault(r.finetune, []).append(r)
-    for same in by_schedule.values():
-        for i in range(0, len(same), size):
-            yield same[i : i + size]
+def _init_worker(threads: int) -> None:
+    """A pool worker: ``threads`` intra-op threads, and killed with its parent (Linux), so a killed
+    grid leaves no orphan still computing."""
+    torch.set_num_threads(threads)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _work_group(
+    dense: DenseConfig, group: list[PruneConfig], root: str, together: int
+) -> tuple[list[Outcome], Counter[str]]:
+    """One dense model and its runs in a pool worker (CPU); returns outcomes and seconds per phase."""
+    clock = Stopwatch()
+    return run_group(dense, group, Store(root), torch.device("cpu"), clock, together), clock.seconds
+
+
+def default_workers(device: torch.device) -> int:
+    """Processes the local executor uses: one per CPU core on a CPU (each single-threaded: small
+    models scale better over processes than over threads), one on a GPU."""
+    return 1 if device.type == "cuda" else max(1, os.cpu_count() or 1)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import torch
 
 from .. import data, models
-from ..batched import fit_many
+from ..batched import fit_many, supports
 from ..devices import derive_seed, seeded
 from ..masks import Mask, parameter_counts
 from ..metrics import accuracy_from_confusion, recall_from_confusion
@@ -49,6 +49,39 @@ class Stopwatch:
 
 
 Outcome = tuple[str | None, pa.Table]  # ('computed' | 'cached' | 'failed', rows) or (None, dense rows)
+
+
+def run_group(
+    dense: DenseConfig,
+    group: list[PruneConfig],
+    store: Store,
+    device: torch.device,
+    clock: Stopwatch,
+    together: int = 1,
+) -> list[Outcome]:
+    """The dense model of ``group`` (trained, or read back) and every run of ``group`` from it, each
+    read back if stored; ``together`` > 1 fine-tunes that many runs at once (:func:`fit_many`)."""
+    tables = {r: store.read(r) for r in group}
+    todo = [r for r in group if tables[r] is None]
+    dense_table, model, dataset = prepare_dense(dense, store, device, clock, need_model=bool(todo))
+    outcomes: list[Outcome] = [(None, dense_table), *(cached(t) for t in tables.values() if t is not None)]
+    if together > 1 and todo and model is not None and supports(model, dataset, todo[0].finetune):
+        for chunk in _chunks(todo, together):
+            rows = prune_runs_together(chunk, model, dataset, device, dense_table, clock)
+            outcomes += [store_rows(r, rows[r], store) for r in chunk]
+    else:
+        outcomes += [run_cell(r, model, dataset, dense_table, store, device, clock) for r in todo]
+    return outcomes
+
+
+def _chunks(runs: list[PruneConfig], size: int) -> Iterator[list[PruneConfig]]:
+    """Runs in groups of at most ``size`` sharing one fine-tuning schedule."""
+    by_schedule: dict[Any, list[PruneConfig]] = {}
+    for r in runs:
+        by_schedule.setdefault(r.finetune, []).append(r)
+    for same in by_schedule.values():
+        for i in range(0, len(same), size):
+            yield same[i : i + size]
 
 
 def store_rows(run: PruneConfig, rows: list[dict[str, Any]], store: Store) -> Outcome:
