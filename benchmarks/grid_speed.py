@@ -105,7 +105,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     parser.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the plain loop (default: torch's)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     full = load_profile(args.profile).subset(args.grid)
     runs = [r for r in full.runs if r.dense.dataset == args.dataset and r.dense.seed < args.seeds]
     cell = Profile(full.name, full.description, full.spec, {args.grid: tuple(runs)})
@@ -126,7 +131,8 @@ def main() -> None:
 
     print(
         f"{full.name}/{args.grid}, {args.dataset}, seeds 0..{args.seeds - 1}: {len(runs)} runs of "
-        f"{len({r.dense for r in runs})} dense models on {default_device()}, {torch.get_num_threads()} threads"
+        f"{len({r.dense for r in runs})} dense models on {default_device()}; plain loop on "
+        f"{torch.get_num_threads()} threads, grid on {grid.default_workers(default_device())} worker(s)"
     )
     print(
         f"plain loop: median {statistics.median(plain_s):7.1f} s  ({', '.join(f'{s:.1f}' for s in plain_s)})"
@@ -141,6 +147,7 @@ def main() -> None:
     for phase in ("dense", "prune", "finetune", "evaluate"):
         print(f"  {phase:<10} {clock.seconds[phase]:7.1f} s  {clock.seconds[phase] / work:6.1%}")
     print(f"largest fine-tuned accuracy gap, grid vs plain loop: {gap:.3g} over {len(reference)} runs")
+    print("(0 with --threads 1, the grid's workers' setting; other thread counts round differently)")
 
 
 if __name__ == "__main__":
