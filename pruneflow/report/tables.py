@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..experiment import grid
 from ..experiment.profiles import load_profile
-from ..metrics import alpha_hat, intensification_ratio, normalized_recall_balance
+from ..metrics import alpha_additive, alpha_hat, alpha_odds, intensification_ratio, normalized_recall_balance
 from ..stats import diff_ci, mark, mean_ci
 
 RUN_KEYS = ["dataset", "model", "width", "n_params", "seed", "strategy", "compression", "basis", "dense_id"]
@@ -110,9 +110,28 @@ def alphas(table: pd.DataFrame) -> pd.DataFrame:
     dense = runs.bbar_dense.to_numpy().reshape(-1, k)
     pruned = runs.bbar.to_numpy().reshape(-1, k)
     first = runs.groupby("run_id", sort=True).first().reset_index()
-    return first[[*RUN_KEYS, "run_id", "accuracy", "dense_accuracy"]].assign(
+    runs = first[[*RUN_KEYS, "run_id", "accuracy", "dense_accuracy"]].assign(
         alpha_hat=alpha_hat(dense, pruned),
         undefined=(dense == 0).sum(axis=1),
+    )
+    return with_baselines(runs)
+
+
+def with_baselines(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add the null baselines of alpha_hat and the excess over them, per run:
+    alpha_additive = A_1/A_t, alpha_odds = odds(error_t)/odds(error_1), retained = A_t/A_1,
+    excess_* = alpha_hat / alpha_* (null value 1) and excess_*_diff = alpha_hat - alpha_* (null value 0)."""
+    additive = alpha_additive(runs.dense_accuracy.to_numpy(), runs.accuracy.to_numpy())
+    odds = alpha_odds(runs.dense_accuracy.to_numpy(), runs.accuracy.to_numpy())
+    alpha = runs.alpha_hat.to_numpy()
+    return runs.assign(
+        retained=runs.accuracy / runs.dense_accuracy,
+        alpha_additive=additive,
+        alpha_odds=odds,
+        excess_additive=alpha / additive,
+        excess_odds=alpha / odds,
+        excess_additive_diff=alpha - additive,
+        excess_odds_diff=alpha - odds,
     )
 
 
