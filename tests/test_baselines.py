@@ -79,3 +79,28 @@ def test_with_baselines_adds_ratio_and_difference_columns() -> None:
     np.testing.assert_allclose(out.excess_odds, [3.0 / odds, 1.0])
     np.testing.assert_allclose(out.excess_additive_diff, [1.8, 0.0])
     np.testing.assert_allclose(out.retained, [0.8 / 0.96, 1.0])
+
+
+def test_baseline_chart_draws_both_null_curves_at_the_panel_dense_accuracy() -> None:
+    """The curves of the chart are A_1/A_t and the odds ratio at the runs' mean dense accuracy."""
+    from pruneflow.report.charts import baselines
+
+    runs = with_baselines(
+        pd.DataFrame(
+            {
+                "strategy": ["MP", "MP", "GP", "GP"],
+                "compression": [2.0, 20.0, 2.0, 20.0],
+                "dense_id": ["a", "a", "a", "a"],
+                "alpha_hat": [1.1, 2.0, 1.2, 2.5],
+                "accuracy": [0.9, 0.6, 0.88, 0.5],
+                "dense_accuracy": [0.9] * 4,
+            }
+        )
+    )
+    curves = baselines(runs, "strategy").layer[0].data
+    additive = curves[curves.baseline.str.startswith("additive")]
+    odds = curves[curves.baseline.str.startswith("error")]
+    np.testing.assert_allclose(additive.alpha_hat, 1 / additive.retained)
+    np.testing.assert_allclose(odds.alpha_hat, alpha_odds(0.9, 0.9 * odds.retained))
+    assert curves.retained.min() == pytest.approx(0.5 / 0.9) and curves.retained.max() == 1.0
+    assert len(baselines(runs.assign(dataset=["x", "y"] * 2), "strategy", facet="dataset").concat) == 2

@@ -136,3 +136,26 @@ def noise_spread(frame: pd.DataFrame, runs: pd.DataFrame, draws: int = 500, seed
         high.append(hi)
     out = runs.assign(noise_low=low, noise_high=high)
     return out.assign(beyond_noise=(out.alpha_hat < out.noise_low) | (out.alpha_hat > out.noise_high))
+
+
+def flag_sentence(check: pd.DataFrame) -> str:
+    """The page's sentence on test-set noise, from :func:`noise_check` of its datasets."""
+    flagged = check[check.flagged]
+    passed = check[~check.flagged]
+    parts = []
+    if len(flagged):
+        parts.append(
+            "**Test-set noise:** "
+            + "; ".join(flagged.reason)
+            + ". On such a dataset alpha_hat compares noise with noise: read it with care."
+        )
+    if len(passed):
+        parts.append(
+            "Class differences exceed test-set noise on "
+            + ", ".join(
+                f"{d} ({r} of {m} dense models reject equal recalls at 1%)"
+                for d, r, m in zip(passed.dataset, passed.rejecting, passed.models, strict=True)
+            )
+            + "."
+        )
+    return " ".join(parts)

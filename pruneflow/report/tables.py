@@ -6,6 +6,7 @@ From the tidy result rows (:func:`pruneflow.experiment.results.load`):
 - :func:`alphas` - one row per pruned run: alpha_hat_t and accuracy;
 - :func:`summary` - per group and ratio: mean alpha_hat with its 99% CI and mark, mean accuracy;
 - :func:`compare` - paired or independent differences of alpha_hat / accuracy between groups;
+- :func:`excess` - per group and ratio: alpha_hat against its null baselines, and the excess with its CI;
 """
 
 from __future__ import annotations
@@ -251,3 +252,28 @@ def side_by_side(runs: pd.DataFrame, strategies: Sequence[str]) -> pd.DataFrame:
         [(s, m) for s in strategies for m in ("alpha_hat", "mark", "accuracy")]
     ]
     return wide.reset_index()
+
+
+def excess(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by`` and t: mean alpha_hat, mean retained accuracy A_t/A_1, the mean null baselines
+    (additive A_1/A_t, error odds) and the mean excess alpha_hat / baseline of each, with its 99% CI and
+    mark against 1 (``>``: intensifies beyond what the accuracy loss implies)."""
+    rows = []
+    for key, group in runs.groupby([*by, "compression"], sort=True):
+        row = dict(zip([*by, "compression"], key, strict=True)) | {
+            "models": len(group),
+            "alpha_hat": group.alpha_hat.mean(),
+            "retained": group.retained.mean(),
+            "alpha_additive": group.alpha_additive.mean(),
+            "alpha_odds": group.alpha_odds.mean(),
+        }
+        for base in ("odds", "additive"):
+            mean, low, high = mean_ci(group[f"excess_{base}"], LEVEL)
+            row |= {
+                f"excess_{base}": mean,
+                f"excess_{base}_low": low,
+                f"excess_{base}_high": high,
+                f"excess_{base}_mark": mark(low, high),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
