@@ -122,3 +122,17 @@ def test_conclusions_page_shows_computed_verdicts(built):
     text = (built.parent / "generated" / "conclusions-all.html").read_text()
     verdicts = re.findall(r"<strong>(supported|contradicted|inconclusive)</strong>", text)
     assert len(verdicts) == len(claims.CLAIMS)
+
+
+@pytest.mark.slow
+def test_question_pages_draw_the_null_baseline_curves(built):
+    """Every question page draws alpha_hat against retained accuracy with both null curves."""
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
+    pages = sorted((built.parent / "generated").glob("q*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert "additive A_1/A_t" in text and "error odds ratio" in text, page.name
+        result = check_page(page)
+        assert len(result.charts) >= 3 and all(chart.drawn for chart in result.charts), page.name
