@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pruneflow.report.noise import alpha_noise, homogeneity, noise_check, noise_spread, recall_se
+from pruneflow.report.noise import (
+    alpha_noise,
+    homogeneity,
+    noise_check,
+    noise_spread,
+    recall_se,
+    spread_sentence,
+)
 
 SUPPORT = np.full(10, 100)
 
@@ -98,3 +105,8 @@ def test_noise_spread_marks_a_strong_intensification_beyond_noise() -> None:
     spread = noise_spread(frame, runs, draws=300)
     assert (spread.noise_low < 1).all() and (spread.noise_high > 1).all()
     assert spread.beyond_noise.tolist() == [False, True]
+
+
+def test_spread_sentence_counts_runs_beyond_noise() -> None:
+    spread = pd.DataFrame({"noise_low": [0.5, 0.6], "noise_high": [1.5, 1.4], "beyond_noise": [True, False]})
+    assert "from 0.55 to 1.45" in spread_sentence(spread) and "1 of 2 pruned runs" in spread_sentence(spread)

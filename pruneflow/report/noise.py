@@ -159,3 +159,17 @@ def flag_sentence(check: pd.DataFrame) -> str:
             + "."
         )
     return " ".join(parts)
+
+
+def spread_sentence(spread: pd.DataFrame) -> str:
+    """The page's sentence on :func:`noise_spread`: mean 99% band of alpha_hat under noise alone, and how
+    many runs lie outside their band."""
+    finite = spread[np.isfinite(spread.noise_low) & np.isfinite(spread.noise_high)]
+    if not len(finite):
+        return ""
+    return (
+        "Test-set noise alone (pruning that degrades every class alike to the same accuracy, scored on the "
+        f"same test images) would put alpha_hat in a 99% band from {finite.noise_low.mean():.2f} to "
+        f"{finite.noise_high.mean():.2f} on average; {int(finite.beyond_noise.sum())} of {len(finite)} "
+        "pruned runs lie outside their band."
+    )
