@@ -147,7 +147,7 @@ def main() -> None:
     for phase in ("dense", "prune", "finetune", "evaluate"):
         print(f"  {phase:<10} {clock.seconds[phase]:7.1f} s  {clock.seconds[phase] / work:6.1%}")
     print(f"largest fine-tuned accuracy gap, grid vs plain loop: {gap:.3g} over {len(reference)} runs")
-    print("(equal up to float32 rounding with --threads 1, the workers' setting; other counts round differently)")
+    print("(equal up to float32 rounding with --threads 1, the workers' setting; others round differently)")
 
 
 if __name__ == "__main__":

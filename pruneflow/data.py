@@ -1,6 +1,7 @@
 """Datasets by name, as tensors: offline ones (shipped or generated) and real ones from a folder.
 
-Offline (the embedded default, no network): ``digits``, ``mnist5k``, ``mnist1d``.
+Offline (the embedded default, no network): ``digits``, ``mnist5k``, ``mnist1d`` and the MNIST-1D
+difficulty ladder ``mnist1d-easy``, ``-medium``, ``-standard``, ``-hard`` (10,000 test signals each).
 Real (torchvision on-disk format, under ``$PRUNEFLOW_DATA`` or ``root``): ``mnist``,
 ``fashion_mnist``, ``cifar10``, ``cifar100``; downloaded only when ``download=True``.
 
@@ -57,7 +58,12 @@ class Dataset:
 
 Loader = Callable[[Path | None, bool], Dataset]
 DATASETS: Registry[Loader] = Registry("dataset")
-OFFLINE = ("digits", "mnist5k", "mnist1d")
+OFFLINE = (
+    "digits",
+    "mnist5k",
+    "mnist1d",
+    *(f"mnist1d-{level}" for level in ("easy", "medium", "standard", "hard")),
+)
 
 
 def load(name: str, root: str | Path | None = None, download: bool = False) -> Dataset:
@@ -145,6 +151,57 @@ def _mnist1d(root: Path | None, download: bool) -> Dataset:
         torch.as_tensor(raw["y_test"], dtype=torch.int64),
         10,
     )
+
+
+MNIST1D_LADDER = {"easy": 0.25, "medium": 0.5, "standard": 1.0, "hard": 1.5}
+"""Difficulty levels of the MNIST-1D ladder: the factor on the generator's standard scale, translation,
+correlated/iid noise and shear settings (``standard`` = the generator's own defaults)."""
+LADDER_TRAIN, LADDER_TEST = 4000, 10000
+_DISTORTIONS = ("scale_coeff", "max_translation", "corr_noise_scale", "iid_noise_scale", "shear_scale")
+
+
+def mnist1d_variant(level: float, n_train: int = LADDER_TRAIN, n_test: int = LADDER_TEST) -> Dataset:
+    """MNIST-1D regenerated offline (seed 42) with every distortion setting of the generator multiplied by
+    ``level``: n_train training and n_test test signals; the global RNGs are left as they were."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    for key in _DISTORTIONS:
+        value = getattr(args, key) * level
+        setattr(args, key, round(value) if key == "max_translation" else value)
+    args.num_samples = n_train + n_test
+    args.train_split = n_train / (n_train + n_test)
+    states = np.random.get_state(), random.getstate()  # it seeds both global RNGs: restore them
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(states[0])
+        random.setstate(states[1])
+    x_tr, x_te = _standardise(raw["x"][:, None, :], raw["x_test"][:, None, :])
+    return Dataset(
+        f"mnist1d x{level:g}",
+        f"MNIST-1D with distortions x{level:g} ({n_train:,} train / {n_test:,} test signals)",
+        x_tr.flatten(1),
+        torch.as_tensor(raw["y"], dtype=torch.int64),
+        x_te.flatten(1),
+        torch.as_tensor(raw["y_test"], dtype=torch.int64),
+        10,
+    )
+
+
+def _ladder_loader(name: str, level: float) -> Loader:
+    def loader(root: Path | None, download: bool) -> Dataset:
+        return replace(mnist1d_variant(level), name=name, description=loader.__doc__)
+
+    loader.__doc__ = (
+        f"MNIST-1D ladder level {name.split('-')[1]!r}: the generator's distortions x{level:g} "
+        f"({LADDER_TRAIN:,} train / {LADDER_TEST:,} test signals, offline, seed 42)."
+    )
+    return loader
+
+
+for _level_name, _level in MNIST1D_LADDER.items():
+    DATASETS.register(f"mnist1d-{_level_name}")(_ladder_loader(f"mnist1d-{_level_name}", _level))
 
 
 def data_root(root: Path | None) -> Path:

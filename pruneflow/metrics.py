@@ -75,3 +75,27 @@ def alpha_hat(bbar_dense: ArrayLike, bbar_pruned: ArrayLike) -> np.ndarray:
     den = np.where(ok, dense**2, 0.0).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return num / den
+
+
+def alpha_additive(acc_dense: ArrayLike, acc_pruned: ArrayLike) -> np.ndarray:
+    """Null baseline of alpha_hat under additive degradation: A_1 / A_t.
+
+    If pruning lowers every class recall by the same amount d, R_t^c = R_1^c - d and A_t = A_1 - d
+    (A is the support-weighted mean of the recalls), so B_t^c = B_1^c and Bbar_t^c = Bbar_1^c A_1 / A_t:
+    the slope through the origin is A_1 / A_t, above 1 by accuracy loss alone.
+    """
+    dense, pruned = np.asarray(acc_dense, dtype=np.float64), np.asarray(acc_pruned, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dense / pruned
+
+
+def alpha_odds(acc_dense: ArrayLike, acc_pruned: ArrayLike) -> np.ndarray:
+    """Null baseline of alpha_hat under proportional degradation: [(1 - A_t)/A_t] / [(1 - A_1)/A_1].
+
+    If pruning multiplies every class error rate by the same factor k, 1 - R_t^c = k (1 - R_1^c) and
+    1 - A_t = k (1 - A_1), so B_t^c = (1 - A_t) - (1 - R_t^c) = k B_1^c and Bbar_t^c = Bbar_1^c k A_1 / A_t:
+    the slope is k A_1 / A_t, the ratio of the error odds (NaN when the dense model makes no error).
+    """
+    dense, pruned = np.asarray(acc_dense, dtype=np.float64), np.asarray(acc_pruned, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((1.0 - pruned) / pruned) / ((1.0 - dense) / dense)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import pickle
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 import torchvision.datasets.cifar
 from torch import nn
 
-from pruneflow.data import DATASETS, OFFLINE, augment, load
+from pruneflow.data import DATASETS, MNIST1D_LADDER, OFFLINE, augment, load, mnist1d_variant
 from pruneflow.devices import seeded
 from pruneflow.masks import classifier, prunable_weights
 from pruneflow.metrics import accuracy_from_confusion
@@ -28,6 +29,7 @@ SHAPES = {  # (train, test) input shapes from the dataset descriptions
     "digits": ((1437, 1, 8, 8), (360, 1, 8, 8)),  # 1,797 images, 80/20
     "mnist5k": ((4000, 1, 28, 28), (1000, 1, 28, 28)),  # 5,000 images, 80/20
     "mnist1d": ((4000, 40), (1000, 40)),  # 4,000/1,000 signals of length 40
+    **{f"mnist1d-{level}": ((4000, 40), (10000, 40)) for level in MNIST1D_LADDER},  # 4,000/10,000
 }
 
 
@@ -79,6 +81,39 @@ def test_mnist1d_leaves_global_rng_unchanged(draw, get_state) -> None:
     before = get_state()
     DATASETS["mnist1d"](None, False)
     assert get_state() == before
+
+
+def test_mnist1d_variant_is_deterministic_and_graded() -> None:
+    """Same arguments give the same arrays; a larger distortion level gives different signals, and the
+    standard level's first training signals are the generator's own (same seed, same settings)."""
+    a, b, c = mnist1d_variant(0.5, 200, 100), mnist1d_variant(0.5, 200, 100), mnist1d_variant(1.5, 200, 100)
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert not torch.equal(a.x_test, c.x_test)
+    assert len(a.y_train) == 200 and len(a.y_test) == 100
+
+
+def test_ladder_levels_are_registered_easy_to_hard() -> None:
+    """Four offline levels, distortion factors rising up to beyond the generator's standard (1)."""
+    assert list(MNIST1D_LADDER) == ["easy", "medium", "standard", "hard"]
+    assert (
+        list(MNIST1D_LADDER.values()) == sorted(MNIST1D_LADDER.values()) and MNIST1D_LADDER["standard"] == 1
+    )
+    assert {f"mnist1d-{level}" for level in MNIST1D_LADDER} <= set(OFFLINE)
+
+
+@pytest.mark.slow
+def test_ladder_dense_accuracy_strictly_decreases() -> None:
+    """lenet300-100 on quick's schedule (20 epochs, lr 0.05): easy > medium > standard > hard."""
+    accuracies = []
+    for level in MNIST1D_LADDER:
+        data = load(f"mnist1d-{level}")
+        with seeded(0):
+            model = build("lenet300-100", data.input_shape, data.num_classes)
+        fit(model, data, Schedule(epochs=20, lr=0.05), seed=0)
+        accuracies.append(float(accuracy_from_confusion(evaluate(model, data.x_test, data.y_test, 10))))
+    print("ladder dense accuracies", accuracies)
+    assert all(x > y for x, y in itertools.pairwise(accuracies))
 
 
 @pytest.mark.parametrize(

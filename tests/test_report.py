@@ -119,3 +119,17 @@ def test_conclusions_page_answers_every_claim(built):
         pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
     result = check_page(page, png=SCREENSHOT_DIR / f"{page.stem}.png")
     assert len(result.charts) >= 1, "forest plot expected"
+
+
+@pytest.mark.slow
+def test_question_pages_draw_the_null_baseline_curves(built):
+    """Every question page draws alpha_hat against retained accuracy with both null curves."""
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
+    pages = sorted((built.parent / "generated").glob("q*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert "additive A_1/A_t" in text and "error odds ratio" in text, page.name
+        result = check_page(page)
+        assert len(result.charts) >= 3 and all(chart.drawn for chart in result.charts), page.name

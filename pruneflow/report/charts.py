@@ -140,3 +140,48 @@ def forest(
         layers.insert(0, band)
     height = max(60, 22 * len(data))
     return alt.layer(*layers, data=data).properties(width=460, height=height, title=title)
+
+
+def baselines(runs: pd.DataFrame, group: str, facet: str | None = None, title: str = "") -> alt.Chart:
+    """alpha_hat against retained accuracy A_t/A_1, one point per pruned run coloured by ``group`` (mean per
+    group and t as large points), with the null curves alpha = A_1/A_t (additive, dashed) and alpha = error
+    odds ratio (proportional, dotted) at the mean dense accuracy A_1 of each panel (``facet``, if given)."""
+    order = order_of(runs[group])
+    if facet is None:
+        return _baseline_panel(runs, group, order).properties(title=title)
+    panels = [
+        _baseline_panel(runs[runs[facet].astype(str) == level], group, order).properties(title=level)
+        for level in order_of(runs[facet])
+    ]
+    return alt.concat(*panels, columns=2, title=title)
+
+
+def _baseline_panel(runs: pd.DataFrame, group: str, order: list[str]) -> alt.LayerChart:
+    """One panel of :func:`baselines`."""
+    points = runs[[group, "compression", "retained", "alpha_hat"]].astype({group: str})
+    points = points[np.isfinite(points.alpha_hat) & np.isfinite(points.retained)]
+    means = points.groupby([group, "compression"], as_index=False)[["retained", "alpha_hat"]].mean()
+    a1 = float(runs.drop_duplicates("dense_id").dense_accuracy.mean())
+    r = np.linspace(min(max(float(points.retained.min()), 1e-3), 0.999) if len(points) else 0.5, 1.0, 60)
+    at = r * a1
+    lines = pd.DataFrame(
+        {
+            "retained": np.concatenate([r, r]),
+            "alpha_hat": np.concatenate([1 / r, ((1 - at) / at) / ((1 - a1) / a1)]),
+            "baseline": ["additive A_1/A_t"] * len(r) + ["error odds ratio"] * len(r),
+        }
+    )
+    x = alt.X("retained:Q", title="retained accuracy A_t / A_1", scale=alt.Scale(zero=False))
+    y = alt.Y(
+        "alpha_hat:Q", title="alpha_hat", scale=alt.Scale(domain=_clip_domain(points.alpha_hat), clamp=True)
+    )
+    color = alt.Color(f"{group}:N", sort=order)
+    dots = alt.Chart(points).mark_circle(size=18, opacity=0.35).encode(x=x, y=y, color=color)
+    big = (
+        alt.Chart(means)
+        .mark_point(size=90, filled=True)
+        .encode(x=x, y=y, color=color, tooltip=list(means.columns))
+    )
+    dash = alt.StrokeDash("baseline:N", scale=alt.Scale(range=[[6, 4], [2, 2]]), title="null baseline")
+    curve = alt.Chart(lines).mark_line(color="black").encode(x=x, y=y, strokeDash=dash)
+    return alt.layer(curve, dots, big).properties(width=420, height=280)

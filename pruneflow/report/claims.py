@@ -14,7 +14,7 @@ sizes. Intensification claims use usable cells only (:class:`Usable`); accuracy 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,12 +164,15 @@ def evaluate(
     low: float = 4,
     seed: int = 0,
     resamples: int = 2000,
+    harder_datasets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per claim (keys :data:`KEYS`): estimate, ``level`` interval, p, Holm-adjusted p, TOST p
     against +-``margin`` (``accuracy_margin`` for accuracy), verdict, cells (kept / left out as
     unusable), models (dense models), bootstrap interval (``resamples`` draws; 0 skips it) and models
     per stratum for a half-width of the margin and half of it. ``metric`` names the per-run column
     of the intensification claims (null value 1, e.g. ``alpha_hat`` or an excess ratio).
+    ``harder_datasets`` (e.g. a difficulty ladder pruned by MP) are the datasets the task-difficulty
+    claim compares, hardest against easiest by dense error; default: those of the strategy runs.
     Verdict: 'supported' / 'contradicted' when the Holm-adjusted p < 1 - level with the claimed /
     opposite sign, else 'equivalent' when the Holm-adjusted TOST p < 1 - level, else 'inconclusive'."""
     runs = per_run(frame)
@@ -261,11 +264,14 @@ def evaluate(
         accuracy=True,
     )
 
-    mp = strat_cells[(strat_cells.strategy == "MP") & hi]
-    order = tables.difficulty_order(strat[strat.strategy == "MP"]) if len(strat) else pd.DataFrame()
+    pool, pool_cells = strat, strat_cells
+    if harder_datasets is not None:
+        pool, pool_cells = (t[t.dataset.isin(list(harder_datasets))] for t in (runs, table))
+    mp = pool_cells[(pool_cells.strategy == "MP") & (pool_cells.compression >= high)]
+    order = tables.difficulty_order(pool[pool.strategy == "MP"]) if len(pool) else pd.DataFrame()
     if len(order) > 1:
         ends = [order.index[-1], order.index[0]]
-        sel, n, out = _select_common(strat, mp, "dataset", ends)
+        sel, n, out = _select_common(pool, mp, "dataset", ends)
         units = _unit_means(sel, sel[m])
         groups = [units[units.dataset == d].value.to_numpy(float) for d in ends]
         text = f"harder tasks intensify more at t >= {high:g} ({m} of {ends[0]} - {ends[1]} > 0)"

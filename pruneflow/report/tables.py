@@ -6,6 +6,7 @@ From the tidy result rows (:func:`pruneflow.experiment.results.load`):
 - :func:`alphas` - one row per pruned run: alpha_hat_t and accuracy;
 - :func:`summary` - per group and ratio: mean alpha_hat with its 99% CI and mark, mean accuracy;
 - :func:`compare` - paired or independent differences of alpha_hat / accuracy between groups;
+- :func:`excess` - per group and ratio: alpha_hat against its null baselines, and the excess with its CI;
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from ..experiment import grid
 from ..experiment.profiles import load_profile
-from ..metrics import alpha_hat, intensification_ratio, normalized_recall_balance
+from ..metrics import alpha_additive, alpha_hat, alpha_odds, intensification_ratio, normalized_recall_balance
 from ..stats import diff_ci, mark, mean_ci
 
 RUN_KEYS = ["dataset", "model", "width", "n_params", "seed", "strategy", "compression", "basis", "dense_id"]
@@ -110,9 +111,28 @@ def alphas(table: pd.DataFrame) -> pd.DataFrame:
     dense = runs.bbar_dense.to_numpy().reshape(-1, k)
     pruned = runs.bbar.to_numpy().reshape(-1, k)
     first = runs.groupby("run_id", sort=True).first().reset_index()
-    return first[[*RUN_KEYS, "run_id", "accuracy", "dense_accuracy"]].assign(
+    runs = first[[*RUN_KEYS, "run_id", "accuracy", "dense_accuracy"]].assign(
         alpha_hat=alpha_hat(dense, pruned),
         undefined=(dense == 0).sum(axis=1),
+    )
+    return with_baselines(runs)
+
+
+def with_baselines(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add the null baselines of alpha_hat and the excess over them, per run:
+    alpha_additive = A_1/A_t, alpha_odds = odds(error_t)/odds(error_1), retained = A_t/A_1,
+    excess_* = alpha_hat / alpha_* (null value 1) and excess_*_diff = alpha_hat - alpha_* (null value 0)."""
+    additive = alpha_additive(runs.dense_accuracy.to_numpy(), runs.accuracy.to_numpy())
+    odds = alpha_odds(runs.dense_accuracy.to_numpy(), runs.accuracy.to_numpy())
+    alpha = runs.alpha_hat.to_numpy()
+    return runs.assign(
+        retained=runs.accuracy / runs.dense_accuracy,
+        alpha_additive=additive,
+        alpha_odds=odds,
+        excess_additive=alpha / additive,
+        excess_odds=alpha / odds,
+        excess_additive_diff=alpha - additive,
+        excess_odds_diff=alpha - odds,
     )
 
 
@@ -232,3 +252,28 @@ def side_by_side(runs: pd.DataFrame, strategies: Sequence[str]) -> pd.DataFrame:
         [(s, m) for s in strategies for m in ("alpha_hat", "mark", "accuracy")]
     ]
     return wide.reset_index()
+
+
+def excess(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by`` and t: mean alpha_hat, mean retained accuracy A_t/A_1, the mean null baselines
+    (additive A_1/A_t, error odds) and the mean excess alpha_hat / baseline of each, with its 99% CI and
+    mark against 1 (``>``: intensifies beyond what the accuracy loss implies)."""
+    rows = []
+    for key, group in runs.groupby([*by, "compression"], sort=True):
+        row = dict(zip([*by, "compression"], key, strict=True)) | {
+            "models": len(group),
+            "alpha_hat": group.alpha_hat.mean(),
+            "retained": group.retained.mean(),
+            "alpha_additive": group.alpha_additive.mean(),
+            "alpha_odds": group.alpha_odds.mean(),
+        }
+        for base in ("odds", "additive"):
+            mean, low, high = mean_ci(group[f"excess_{base}"], LEVEL)
+            row |= {
+                f"excess_{base}": mean,
+                f"excess_{base}_low": low,
+                f"excess_{base}_high": high,
+                f"excess_{base}_mark": mark(low, high),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
