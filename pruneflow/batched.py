@@ -7,9 +7,11 @@ torch's SGD on the stacked tensors; for model i at step k (k steps done, K in al
     g_i <- g_i * m_i,   d_i = g_i + wd * w_i,   b_i = d_i (k = 0) else momentum * b_i + d_i,
     w_i <- (w_i - lr_k * b_i) * m_i,   lr_k = lr * (1 + cos(pi * k / K)) / 2,
 
-with m_i model i's mask (all ones without one). Each model gets its own batch order from
-``generator(seeds[i])``, so the result is that of ``fit(models[i], ..., seed=seeds[i],
-mask=masks[i])`` up to the floating-point rounding of batched matrix products.
+with m_i model i's mask (all ones without one). Each model gets its own batch order (and, for an
+augmented dataset, its own crops and flips) from ``generator(seeds[i])``, so the result is that of
+``fit(models[i], ..., seed=seeds[i], mask=masks[i])`` up to the floating-point rounding of batched
+matrix products. Buffers (BatchNorm's running statistics) are stacked like the parameters: under
+``vmap`` each model normalises by its own batch statistics and updates its own running ones.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from .data import Dataset
+from .data import Dataset, augment
 from .devices import generator
 from .masks import Mask, prunable_weights
 from .train import Diverged, Schedule
@@ -39,21 +41,21 @@ def fit_many(
     """Train ``models`` in place together, model i as ``fit(models[i], data, schedule,
     seed=seeds[i], mask=masks[i])`` would; returns each model's mean training loss per epoch.
 
-    The models must share one architecture, device and dtype and hold no buffers (no BatchNorm);
-    ``data`` (on the models' device) must not be augmented. Raises ``ValueError`` otherwise, and
-    ``Diverged`` when a model's epoch loss is not finite (every model then holds its weights of
-    that epoch)."""
+    The models must share one architecture, device and dtype; ``data`` must be on their device.
+    Raises ``ValueError`` otherwise, and ``Diverged`` when a model's epoch loss is not finite (every
+    model then holds its weights and statistics of that epoch)."""
     if schedule.precision != "fp32":
         raise ValueError(f"fit_many trains in fp32 only, got precision={schedule.precision!r}; use fit")
     masks = _check(models, data, seeds, masks)
     for model in models:
         model.train()
-    params = {name: p.detach() for name, p in stack_module_state(models)[0].items()}
+    stacked, stats = stack_module_state(models)
+    params = {name: p.detach() for name, p in stacked.items()}
     kept = _stack_masks(models, masks, params)
     base = copy.deepcopy(models[0]).to("meta")
 
-    def loss(p: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        value = F.cross_entropy(functional_call(base, p, (x,)), y)
+    def loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        value = F.cross_entropy(functional_call(base, (p, b), (x,)), y)
         return value, value
 
     grad_and_loss = vmap(grad(loss, has_aux=True))
@@ -61,18 +63,21 @@ def fit_many(
     n = len(data.y_train)
     device = data.x_train.device
     total = max(1, schedule.epochs * math.ceil(n / schedule.batch_size))
-    buffers: dict[str, Tensor] = {}
+    momenta: dict[str, Tensor] = {}
     losses: list[list[float]] = [[] for _ in models]
     step = 0
     for epoch in range(schedule.epochs):
         order = torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)
         running = torch.zeros(len(models), device=device)
         for idx in order.split(schedule.batch_size, dim=1):
-            grads, batch_loss = grad_and_loss(params, data.x_train[idx], data.y_train[idx])
+            x = data.x_train[idx]
+            if data.augment:
+                x = torch.stack([augment(xi, gen) for xi, gen in zip(x, gens, strict=True)])
+            grads, batch_loss = grad_and_loss(params, stats, x, data.y_train[idx])
             for name, m in kept.items():
                 grads[name].mul_(m)
             lr = schedule.lr * (0.5 * (1 + math.cos(math.pi * step / total)))
-            _sgd_step(params, grads, buffers, lr, schedule)
+            _sgd_step(params, grads, momenta, lr, schedule)
             step += 1
             for name, m in kept.items():
                 params[name].mul_(m)
@@ -81,16 +86,15 @@ def fit_many(
             history.append(value / n)
         bad = {i: h[-1] for i, h in enumerate(losses) if not math.isfinite(h[-1])}
         if bad:
-            _write_back(models, params)
+            _write_back(models, params, stats)
             raise Diverged(f"training loss of model(s) {bad} at epoch {epoch + 1}/{schedule.epochs}")
-    _write_back(models, params)
+    _write_back(models, params, stats)
     return losses
 
 
 def supports(model: nn.Module, data: Dataset, schedule: Schedule) -> bool:
-    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule``
-    (no buffers, no augmentation, fp32)."""
-    return not data.augment and next(model.buffers(), None) is None and schedule.precision == "fp32"
+    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule`` (fp32)."""
+    return schedule.precision == "fp32"
 
 
 def _check(
@@ -106,16 +110,8 @@ def _check(
         raise ValueError(f"need one mask (or None) per model: got {len(masks)} for {len(models)} models")
     if len({id(m) for m in models}) != len(models):
         raise ValueError("the same model object appears twice in models; pass distinct models")
-    if data.augment:
-        raise ValueError(f"fit_many does not support augmented datasets ({data.name!r}); train them with fit")
     reference = _signature(models[0])
     for i, model in enumerate(models):
-        buffers = [name for name, _ in model.named_buffers()]
-        if buffers:
-            raise ValueError(
-                f"model {i} has buffers {buffers} (e.g. BatchNorm statistics); fit_many supports "
-                f"buffer-free models only, train it with fit"
-            )
         if _signature(model) != reference:
             raise ValueError(
                 f"model {i} differs from model 0 in architecture (modules, parameter names, shapes, "
@@ -129,7 +125,8 @@ def _check(
 def _signature(model: nn.Module) -> tuple[object, ...]:
     """What must agree between models stacked together: class, modules and parameter layout."""
     layout = [(name, p.shape, p.dtype, p.device) for name, p in model.named_parameters()]
-    return type(model), repr(model), layout
+    buffers = [(name, b.shape, b.dtype, b.device) for name, b in model.named_buffers()]
+    return type(model), repr(model), layout, buffers
 
 
 def _stack_masks(
@@ -150,22 +147,24 @@ def _stack_masks(
 
 
 def _sgd_step(
-    params: dict[str, Tensor], grads: dict[str, Tensor], buffers: dict[str, Tensor], lr: float, s: Schedule
+    params: dict[str, Tensor], grads: dict[str, Tensor], momenta: dict[str, Tensor], lr: float, s: Schedule
 ) -> None:
     """torch.optim.SGD's update (no dampening, no Nesterov) in place on stacked tensors."""
     for name, w in params.items():
         d_p = grads[name].add(w, alpha=s.weight_decay) if s.weight_decay != 0 else grads[name]
         if s.momentum != 0:
-            if name in buffers:
-                d_p = buffers[name].mul_(s.momentum).add_(d_p)
+            if name in momenta:
+                d_p = momenta[name].mul_(s.momentum).add_(d_p)
             else:
-                d_p = buffers[name] = d_p.clone()
+                d_p = momenta[name] = d_p.clone()
         w.add_(d_p, alpha=-lr)
 
 
 @torch.no_grad()
-def _write_back(models: list[nn.Module], params: dict[str, Tensor]) -> None:
-    """Copy model i's slice of the stacked parameters into ``models[i]``."""
+def _write_back(models: list[nn.Module], params: dict[str, Tensor], buffers: dict[str, Tensor]) -> None:
+    """Copy model i's slice of the stacked parameters and buffers into ``models[i]``."""
     for i, model in enumerate(models):
         for name, p in model.named_parameters():
             p.copy_(params[name][i])
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name][i])
