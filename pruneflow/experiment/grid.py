@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from ..batched import supports
 from ..devices import default_device
 from ..registry import check_choice
 from .config import DenseConfig, PruneConfig
-from .profiles import Profile, load_profile
+from .profiles import Profile, check_datasets, load_profile
 from .results import DEFAULT_ROOT, Store
 from .tasks import Outcome, Stopwatch, cached, prepare_dense, prune_runs_together, run_cell, store_rows
 
@@ -54,8 +54,9 @@ class Summary:
         return "\n".join([line, *(f"  failed: {r}" for r in self.reasons[:5])])
 
 
-def select(runs: Iterable[PruneConfig], only: Mapping[str, str] | None) -> list[PruneConfig]:
-    """The runs whose fields equal every ``key=value`` of ``only`` (numbers compared as numbers)."""
+def select(runs: Iterable[PruneConfig], only: Mapping[str, str | Sequence[str]] | None) -> list[PruneConfig]:
+    """The runs whose fields equal, for every key of ``only``, its value or one of its values
+    (numbers compared as numbers)."""
     only = dict(only or {})
     for key in only:
         check_choice("filter key", key, FILTER_KEYS)
@@ -67,7 +68,20 @@ def select(runs: Iterable[PruneConfig], only: Mapping[str, str] | None) -> list[
         except (TypeError, ValueError):
             return str(raw) == str(wanted)
 
-    return [r for r in runs if all(matches(r, k, v) for k, v in only.items())]
+    wanted = {k: [v] if isinstance(v, str | int | float) else list(v) for k, v in only.items()}
+    return [r for r in runs if all(any(matches(r, k, v) for v in vs) for k, vs in wanted.items())]
+
+
+def _values(profile: Profile) -> str:
+    """The values each filter key takes in ``profile``, e.g. ``seed: 0, 1, 2``."""
+    runs = profile.runs
+    fields = {
+        k: [getattr(r.dense, k) if k in DENSE_KEYS else getattr(r, k) for r in runs] for k in FILTER_KEYS
+    }
+    return "existing values: " + "; ".join(
+        f"{k}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in dict.fromkeys(vs))}"
+        for k, vs in fields.items()
+    )
 
 
 def run(
@@ -94,7 +108,8 @@ def run(
     profile = spec if isinstance(spec, Profile) else load_profile(spec)
     runs = select(profile.runs, only)
     if not runs:
-        raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}")
+        raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}; {_values(profile)}")
+    check_datasets(runs)
     store = Store(results)
     store.check_writable()
     start = time.perf_counter()
