@@ -83,7 +83,7 @@ class ProfileError(ValueError):
     """A profile that cannot be read or does not fit the schema; the message names file and key."""
 
 
-Schema = Any  # a leaf type name, a [item] list, a {key: schema} mapping, or ("map", schema)
+Schema = Any  # a leaf type name, a [item] list, a {key: schema} mapping, or ("map", schema[, key leaf])
 SCHEDULE = {
     "epochs": "int",
     "lr": "number",
@@ -108,7 +108,7 @@ SCHEMA: dict[str, Schema] = {
     "train": SCHEDULE,
     "finetune": {"epochs": "int", "lr": "number"},
     "pruning": {"basis": "basis", "grad_batches": "int", "grad_batch_size": "int"},
-    "datasets": ("map", {"model": "model", "train": SCHEDULE}),
+    "datasets": ("map", {"model": "model", "train": SCHEDULE}, "dataset"),
     "grids": ("map", GRID),
     "report": ("map", ("map", ("map", "any"))),
 }
@@ -216,6 +216,8 @@ def _check(value: Any, schema: Schema, path: str, source: str) -> None:
         if not isinstance(value, dict):
             raise ProfileError(f"{where}: expected a mapping of names to settings; got {value!r}")
         for key, item in value.items():
+            if len(schema) > 2:
+                _check(key, schema[2], path, source)
             _check(item, schema[1], f"{path}.{key}", source)
     elif schema == "model" and isinstance(value, dict):
         _check(value, {"name": "model", "width": "number"}, path, source)
