@@ -33,7 +33,7 @@ def plugin_profile(tmp_path_factory) -> Path:
     (folder / "sq_strategy.py").write_text(PLUGIN)
     spec = {
         "name": "plugged",
-        "plugins": ["sq_strategy.py"],  # relative to the working directory
+        "plugins": ["sq_strategy.py"],  # relative to the profile's folder
         "seeds": 2,
         "train": {"epochs": 2, "lr": 0.05},
         "finetune": {"epochs": 1, "lr": 0.01},
@@ -69,18 +69,16 @@ def test_plugin_strategy_through_the_cli(plugin_profile):
     assert set(sq.compression) == {2.0, 10.0}
 
 
-def test_plugin_module_enters_the_fingerprint_of_its_runs_only(plugin_profile, monkeypatch):
-    monkeypatch.chdir(plugin_profile.parent)
-    profile = load_profile(plugin_profile.name)
+def test_plugin_module_enters_the_fingerprint_of_its_runs_only(plugin_profile):
+    profile = load_profile(plugin_profile)
     sq = next(r for r in profile.runs if r.strategy == "SQ")
     mp = next(r for r in profile.runs if r.strategy == "MP" and r.dense == sq.dense)
     assert sq.code != mp.code and sq.dense.code == mp.dense.code
 
 
 @pytest.mark.slow
-def test_plugin_strategy_through_the_dask_executor(plugin_profile, monkeypatch, tmp_path):
-    monkeypatch.chdir(plugin_profile.parent)
-    profile = load_profile(plugin_profile.name)
+def test_plugin_strategy_through_the_dask_executor(plugin_profile, tmp_path):
+    profile = load_profile(plugin_profile)  # from another working directory than the profile's
     frame = grid.run(profile, tmp_path, only={"seed": "0", "strategy": "SQ"}, executor="dask", progress=False)
     pruned = frame[frame.stage != "dense"]
     assert set(pruned.strategy) == {"SQ"} and set(pruned.status) == {"ok"} and pruned.run_id.nunique() == 2
@@ -100,7 +98,7 @@ def test_plugin_strategy_through_the_q1_page(plugin_profile, tmp_path):
             "results": str(folder / "results"),
             "strategies": ["MP", "SQ"],
         },
-        cwd=str(folder),
+        cwd=str(tmp_path),
         progress_bar=False,
         kernel_name="python3",
     )

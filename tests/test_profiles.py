@@ -72,7 +72,7 @@ CASES = {  # id: (YAML text, or a spec to dump; regexes the message must match)
     "unknown pruning key": (edited(("pruning",), {"grad_batch": 1}), ["pruning: unknown key 'grad_batch'"]),
     "missing plugin file": (
         edited(("plugins",), ["nowhere/plug.py"]),
-        ["plugins: plugin file 'nowhere/plug.py'"],
+        ["plugins: plugin file '/.*/nowhere/plug.py' not found"],
     ),
     "missing plugin module": (
         edited(("plugins",), ["no_such_pkg.mod"]),

@@ -3,7 +3,8 @@ and bases, over ``seeds`` independently trained models, with shared training def
 
 Shipped profiles live in ``pruneflow/experiment/profiles/<name>.yaml``; any other YAML path works too.
 Every key is checked against :data:`SCHEMA` before anything runs; ``plugins`` names modules or
-``.py`` files imported first, so the strategies, datasets and models they register can be named::
+``.py`` files (relative to the profile's folder) imported first, so that the strategies, datasets
+and models they register can be named::
 
     name: quick
     plugins: [my_package.my_strategies, path/to/file.py]   # optional
@@ -135,7 +136,16 @@ def load_profile(name_or_path: str | Path) -> Profile:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ProfileError(f"{source}: malformed YAML{where}: {problem}") from None
+    if isinstance(spec, dict) and path.suffix in (".yaml", ".yml") and isinstance(spec.get("plugins"), list):
+        spec["plugins"] = [_beside(p, path) for p in spec["plugins"]]
     return parse(spec, source)
+
+
+def _beside(plugin: Any, profile: Path) -> Any:
+    """A relative plugin file path as seen from the profile's folder (modules stay as named)."""
+    if isinstance(plugin, str) and plugin.endswith(".py") and not Path(plugin).is_absolute():
+        return str(profile.parent / plugin)
+    return plugin
 
 
 def parse(spec: Any, source: str = "profile") -> Profile:
