@@ -58,8 +58,8 @@ CASES = {  # id: (YAML text, or a spec to dump; regexes the message must match)
         [r"grids.g.ratios\[1\]: expected a number"],
     ),
     "unknown strategy": (
-        edited(("grids", "g", "strategies"), ["SQ"]),
-        [r"grids.g.strategies\[0\]: unknown strategy 'SQ'", "'MP', 'GP'"],
+        edited(("grids", "g", "strategies"), ["ZZ"]),
+        [r"grids.g.strategies\[0\]: unknown strategy 'ZZ'", "'MP', 'GP'"],
     ),
     "unknown dataset": (
         edited(("datasets", "nope"), {}),
