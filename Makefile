@@ -1,17 +1,22 @@
-# The two commands of README.md: `make report` and `make test`.
+# The two commands of README.md: `make report` and `make test`, in a virtual environment (PEP 668).
 PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
 
 .PHONY: install report test lint
 
-install:  ## what the project needs, pinned (torch from pip's local cache on the lab machines)
-	$(PYTHON) -m pip install -q -r requirements.txt
-	$(PYTHON) -m pip install -q --no-deps -e .
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python  ## what the project needs, pinned, into $(VENV) (torch from pip's local cache on the lab machines)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
 
 report: install  ## quick grid -> notebooks (papermill) -> HTML book; prints the path of index.html
-	$(PYTHON) -m pruneflow report --profile quick --results results
+	$(BIN)/python -m pruneflow report --profile quick --results results
 
 test: install  ## unit, grid and report tests, and every notebook on the smoke profile
-	$(PYTHON) -m pytest --nbval-lax tests notebooks
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest --nbval-lax tests notebooks
 
-lint:
-	ruff check . && ruff format --check .
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

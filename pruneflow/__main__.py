@@ -1,6 +1,7 @@
 """Command line.
 
-python -m pruneflow run --profile quick [--results DIR] [--only key=value ...]
+python -m pruneflow run --profile quick [--results DIR] [--only key=value ...] [--executor dask]
+                       [--scheduler ADDRESS]
 python -m pruneflow report --profile quick [--results DIR]
 """
 
@@ -33,17 +34,21 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"keep runs with this field value; keys: {', '.join(grid.FILTER_KEYS)}",
+        help=f"keep runs with this field value (repeat a key for any of its values); "
+        f"keys: {', '.join(grid.FILTER_KEYS)}",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
         "--executor",
-        default="local",
+        default=None,
         choices=grid.EXECUTORS,
-        help="local (this process) or dask (a cluster; a new local one without --scheduler)",
+        help="local (this process; the default) or dask (a cluster; a new local one without --scheduler)",
     )
     run.add_argument(
-        "--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786"
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://host:8786 (implies dask)",
     )
     report = commands.add_parser("report", help="run the grid, execute the notebooks, build the HTML book")
     report.add_argument("--profile", default="quick", help=f"shipped ({', '.join(shipped())}) or a YAML path")
@@ -51,12 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
+            if args.scheduler and args.executor == "local":
+                raise ValueError("--scheduler needs --executor dask (or leave --executor out)")
+            only: dict[str, list[str]] = {}
+            for key, value in args.only:
+                only.setdefault(key, []).append(value)
             grid.run(
                 args.profile,
                 args.results,
-                only=dict(args.only),
+                only=only,
                 progress=not args.quiet,
-                executor=args.executor,
+                executor=args.executor or ("dask" if args.scheduler else "local"),
                 scheduler=args.scheduler,
             )
         else:

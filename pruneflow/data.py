@@ -77,6 +77,13 @@ def _cached(loader: Loader, name: str, root: Path | None, download: bool) -> Dat
     return loader(root, download)
 
 
+def available(name: str, root: str | Path | None = None) -> bool:
+    """Whether ``load(name, root)`` finds its files without downloading (offline sets: always;
+    a loader may define ``available(root)``, e.g. the torchvision sets check their files)."""
+    check = getattr(DATASETS[name], "available", None)
+    return check is None or check(None if root is None else Path(root))
+
+
 def describe() -> dict[str, str]:
     """Name -> one-line description, for every registered dataset (nothing is loaded)."""
     return {name: DATASETS[name].__doc__.strip().splitlines()[0] for name in DATASETS.names()}
@@ -230,7 +237,15 @@ def _torchvision(name: str, cls_name: str, doc: str, augment: bool) -> Loader:
         y_tr, y_te = (torch.as_tensor(np.asarray(d.targets), dtype=torch.int64) for d in (train, test))
         return Dataset(name, doc, x_tr, y_tr, x_te, y_te, len(train.classes), augment)
 
+    def available(root: Path | None) -> bool:
+        import torchvision.datasets as tvd
+
+        probe = getattr(tvd, cls_name).__new__(getattr(tvd, cls_name))  # torchvision's own file check
+        probe.root = str(data_root(root))
+        return probe._check_exists() if hasattr(probe, "_check_exists") else probe._check_integrity()
+
     loader.__doc__ = doc
+    loader.available = available
     return loader
 
 

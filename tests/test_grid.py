@@ -21,7 +21,11 @@ VOLATILE = ["seconds", "device", "code_version"]  # the only columns allowed to 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in a canonical order without the wall-time and provenance columns."""
     keys = ["run_id", "stage", "class"]
-    return frame.drop(columns=VOLATILE).sort_values(keys).reset_index(drop=True)
+    return (
+        frame.drop(columns=[*VOLATILE, "code_fingerprint"], errors="ignore")
+        .sort_values(keys)
+        .reset_index(drop=True)
+    )
 
 
 def tiny_spec(**grid_overrides) -> dict:

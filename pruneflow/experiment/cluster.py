@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from distributed.diagnostics.plugin import WorkerPlugin
 from tqdm import tqdm
 
 from ..devices import default_device
 from .config import DenseConfig, PruneConfig
+from .plugins import import_plugins, imported
 from .results import Store
 from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_cell
 
@@ -56,6 +58,16 @@ def run_task(run: PruneConfig, root: str, _dense_done: Outcome | None = None) ->
     return run_cell(run, model, dataset, dense_table, store, device, Stopwatch())
 
 
+class _Plugins(WorkerPlugin):
+    """Worker plugin that imports the client's pruneflow plugins (:mod:`.plugins`) on each worker."""
+
+    def __init__(self, plugins: list[str]) -> None:
+        self.plugins = plugins
+
+    def setup(self, worker: object) -> None:
+        import_plugins(self.plugins)
+
+
 @contextmanager
 def client_for(scheduler: str | None) -> Iterator[object]:
     """A client of the cluster at ``scheduler``, or of a new local cluster closed on exit."""
@@ -81,6 +93,7 @@ def run_on_dask(
 
     root = str(store.root.resolve())
     with client_for(scheduler) as client:
+        client.register_plugin(_Plugins(imported()), name="pruneflow-plugins")  # workers joining later too
         dense = {
             d: client.submit(dense_task, d, root, key=f"dense-{d.id}", retries=RETRIES)
             for d in dict.fromkeys(r.dense for r in runs)

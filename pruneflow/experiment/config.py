@@ -1,5 +1,6 @@
-"""Run configurations as frozen dataclasses; the hash of one (defaults and code version included)
-is its identity, its cache key and the name of its files in the result store."""
+"""Run configurations as frozen dataclasses; the hash of one (defaults, code version and the
+fingerprint of the code it runs included, see :mod:`.fingerprint`) is its identity, its cache key
+and the name of its files in the result store."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from ..pruning import BASES, check_compression
 from ..registry import check_choice
 from ..strategies import STRATEGIES
 from ..train import Schedule
+from .fingerprint import dense_fingerprint, prune_fingerprint
 
 
-def _identity(kind: str, payload: dict[str, Any]) -> str:
-    """First 12 hex digits of sha256 over the config's fields, its kind and the package version."""
-    text = json.dumps({"kind": kind, "version": __version__, **payload}, sort_keys=True)
+def _identity(kind: str, payload: dict[str, Any], code: str) -> str:
+    """First 12 hex digits of sha256 over the config's fields, its kind, the package version and
+    the fingerprint ``code`` of the code that computes it."""
+    text = json.dumps({"kind": kind, "version": __version__, "code": code, **payload}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -44,7 +47,12 @@ class DenseConfig:
 
     @property
     def id(self) -> str:
-        return _identity("dense", asdict(self))
+        return _identity("dense", asdict(self), self.code)
+
+    @property
+    def code(self) -> str:
+        """Fingerprint of the code a dense model depends on (:func:`.fingerprint.dense_fingerprint`)."""
+        return dense_fingerprint(self.dataset, self.model)
 
     @property
     def label(self) -> str:
@@ -79,7 +87,12 @@ class PruneConfig:
 
     @property
     def id(self) -> str:
-        return _identity("prune", asdict(self))
+        return _identity("prune", asdict(self), self.code)
+
+    @property
+    def code(self) -> str:
+        """Fingerprint of the code a pruned run depends on (:func:`.fingerprint.prune_fingerprint`)."""
+        return prune_fingerprint(self.dense.dataset, self.dense.model, self.strategy)
 
     @property
     def finetune(self) -> Schedule:

@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,8 @@ from tqdm import tqdm
 from ..devices import default_device
 from ..registry import check_choice
 from .config import DenseConfig, PruneConfig
-from .profiles import Profile, load_profile
+from .plugins import import_plugins, imported
+from .profiles import Profile, check_datasets, load_profile
 from .results import DEFAULT_ROOT, Store
 from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_group
 
@@ -58,8 +59,9 @@ class Summary:
         return "\n".join([line, *(f"  failed: {r}" for r in self.reasons[:5])])
 
 
-def select(runs: Iterable[PruneConfig], only: Mapping[str, str] | None) -> list[PruneConfig]:
-    """The runs whose fields equal every ``key=value`` of ``only`` (numbers compared as numbers)."""
+def select(runs: Iterable[PruneConfig], only: Mapping[str, str | Sequence[str]] | None) -> list[PruneConfig]:
+    """The runs whose fields equal, for every key of ``only``, its value or one of its values
+    (numbers compared as numbers)."""
     only = dict(only or {})
     for key in only:
         check_choice("filter key", key, FILTER_KEYS)
@@ -71,7 +73,20 @@ def select(runs: Iterable[PruneConfig], only: Mapping[str, str] | None) -> list[
         except (TypeError, ValueError):
             return str(raw) == str(wanted)
 
-    return [r for r in runs if all(matches(r, k, v) for k, v in only.items())]
+    wanted = {k: [v] if isinstance(v, str | int | float) else list(v) for k, v in only.items()}
+    return [r for r in runs if all(any(matches(r, k, v) for v in vs) for k, vs in wanted.items())]
+
+
+def _values(profile: Profile) -> str:
+    """The values each filter key takes in ``profile``, e.g. ``seed: 0, 1, 2``."""
+    runs = profile.runs
+    fields = {
+        k: [getattr(r.dense, k) if k in DENSE_KEYS else getattr(r, k) for r in runs] for k in FILTER_KEYS
+    }
+    return "existing values: " + "; ".join(
+        f"{k}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in dict.fromkeys(vs))}"
+        for k, vs in fields.items()
+    )
 
 
 def run(
@@ -103,7 +118,8 @@ def run(
     profile = spec if isinstance(spec, Profile) else load_profile(spec)
     runs = select(profile.runs, only)
     if not runs:
-        raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}")
+        raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}; {_values(profile)}")
+    check_datasets(runs)
     store = Store(results)
     store.check_writable()
     start = time.perf_counter()
@@ -165,7 +181,7 @@ def _run_here(
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(
-                min(workers, len(pending)), mp_context=context, initializer=_init_worker, initargs=(threads,)
+                min(workers, len(pending)), mp_context=context, initializer=_init_worker, initargs=(threads, imported())
             ) as pool:
                 futures = {
                     pool.submit(_work_group, dense, group, str(store.root), together): len(group)
@@ -183,10 +199,11 @@ def _run_here(
     return outcomes
 
 
-def _init_worker(threads: int) -> None:
-    """A pool worker: ``threads`` intra-op threads, and killed with its parent (Linux), so a killed
-    grid leaves no orphan still computing."""
+def _init_worker(threads: int, plugins: list[str]) -> None:
+    """A pool worker: ``threads`` intra-op threads, the parent's plugins (:mod:`.plugins`; already
+    there when forked), and killed with its parent (Linux), so a killed grid leaves no orphan."""
     torch.set_num_threads(threads)
+    import_plugins(plugins)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 

@@ -1,9 +1,13 @@
 """Grid specs ("profiles") as YAML data: named sub-grids of datasets, models, strategies, ratios
 and bases, over ``seeds`` independently trained models, with shared training defaults.
 
-Shipped profiles live in ``pruneflow/experiment/profiles/<name>.yaml``; any other YAML path works too::
+Shipped profiles live in ``pruneflow/experiment/profiles/<name>.yaml``; any other YAML path works too.
+Every key is checked against :data:`SCHEMA` before anything runs; ``plugins`` names modules or
+``.py`` files (relative to the profile's folder) imported first, so that the strategies, datasets
+and models they register can be named::
 
     name: quick
+    plugins: [my_package.my_strategies, path/to/file.py]   # optional
     seeds: 10                     # seeds 0..9
     train: {epochs: 20, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4, batch_size: 128}
     finetune: {epochs: 5, lr: 0.01}
@@ -32,10 +36,14 @@ from typing import Any
 
 import yaml
 
-from ..data import DATASETS
+from ..data import DATA_ENV, DATASETS, available, data_root
+from ..models import MODELS
+from ..pruning import BASES
 from ..registry import check_choice
+from ..strategies import STRATEGIES
 from ..train import Schedule
 from .config import DenseConfig, PruneConfig
+from .plugins import import_plugins
 
 DEFAULT_RATIOS = (2, 4, 10, 20, 50)
 
@@ -72,43 +80,193 @@ class Profile:
         return list(dict.fromkeys(run.dense for run in self.runs))
 
 
+class ProfileError(ValueError):
+    """A profile that cannot be read or does not fit the schema; the message names file and key."""
+
+
+Schema = Any  # a leaf type name, a [item] list, a {key: schema} mapping, or ("map", schema[, key leaf])
+SCHEDULE = {
+    "epochs": "int",
+    "lr": "number",
+    "momentum": "number",
+    "weight_decay": "number",
+    "batch_size": "int",
+    "precision": "str",
+}
+GRID = {
+    "datasets": ["dataset"],
+    "models": ["model"],
+    "strategies": ["strategy"],
+    "ratios": ["number"],
+    "bases": ["basis"],
+    "seeds": "int",
+}
+SCHEMA: dict[str, Schema] = {
+    "name": "str",
+    "description": "str",
+    "plugins": ["str"],
+    "seeds": "int",
+    "train": SCHEDULE,
+    "finetune": {"epochs": "int", "lr": "number"},
+    "pruning": {"basis": "basis", "grad_batches": "int", "grad_batch_size": "int"},
+    "datasets": ("map", {"model": "model", "train": SCHEDULE}, "dataset"),
+    "grids": ("map", GRID),
+    "report": ("map", ("map", ("map", "any"))),
+}
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
-    """A shipped profile by name (``smoke``, ``quick``, ``paper``) or a YAML file by path."""
+    """A shipped profile by name (``smoke``, ``quick``, ``paper``) or a YAML file by path, validated
+    against :data:`SCHEMA` after importing its ``plugins`` (:mod:`.plugins`)."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         check_choice("profile", str(name_or_path), shipped())
+        source = f"profile {name_or_path!r}"
         text = (resources.files("pruneflow.experiment") / "profiles" / f"{name_or_path}.yaml").read_text()
     else:
-        text = path.read_text()
-    return parse(yaml.safe_load(text))
+        source = str(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ProfileError(f"{source}: cannot read the profile ({error.strerror})") from None
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ProfileError(f"{source}: malformed YAML{where}: {problem}") from None
+    if isinstance(spec, dict) and path.suffix in (".yaml", ".yml") and isinstance(spec.get("plugins"), list):
+        spec["plugins"] = [_beside(p, path) for p in spec["plugins"]]
+    return parse(spec, source)
 
 
-def parse(spec: dict[str, Any]) -> Profile:
-    """Validate a spec and expand its grids; raises ``ValueError`` before any work is done."""
+def _beside(plugin: Any, profile: Path) -> Any:
+    """A relative plugin file path as seen from the profile's folder (modules stay as named)."""
+    if isinstance(plugin, str) and plugin.endswith(".py") and not Path(plugin).is_absolute():
+        return str(profile.parent / plugin)
+    return plugin
+
+
+def parse(spec: Any, source: str = "profile") -> Profile:
+    """Validate a spec against :data:`SCHEMA` (importing its plugins first) and expand its grids;
+    raises :class:`ProfileError` naming ``source`` and the key path before any work is done."""
+    if not isinstance(spec, dict):
+        got = "an empty file" if spec is None else f"a {type(spec).__name__}"
+        raise ProfileError(f"{source}: a profile is a mapping with keys {', '.join(SCHEMA)}; got {got}")
+    _check(spec.get("plugins", []), ["str"], "plugins", source)
+    try:
+        import_plugins(spec.get("plugins", []))
+    except ValueError as error:
+        raise ProfileError(f"{source}: plugins: {error}") from None
+    _check(spec, SCHEMA, "", source)
     seeds = spec.get("seeds", 1)
-    if not (isinstance(seeds, int) and seeds >= 1):
-        raise ValueError(f"seeds must be a positive number of models per cell, got {seeds!r}")
+    if seeds < 1:
+        raise ProfileError(f"{source}: seeds must be a positive number of models per cell, got {seeds!r}")
     datasets = spec.get("datasets") or {}
-    for name in datasets:
-        check_choice("dataset", name, DATASETS.names())
     grids = {}
     for grid_name, grid in (spec.get("grids") or {}).items():
-        runs = tuple(_expand(spec, datasets, grid, seeds))
+        try:
+            runs = tuple(_expand(spec, datasets, grid or {}, seeds))
+        except (ValueError, TypeError) as error:
+            raise ProfileError(f"{source}: grids.{grid_name}: {error}") from None
         if not runs:
-            raise ValueError(f"grid {grid_name!r} is empty: every list in it needs at least one entry")
+            raise ProfileError(
+                f"{source}: grids.{grid_name}: grid {grid_name!r} is empty; every list in it needs an entry"
+            )
         grids[grid_name] = runs
     if not grids:
-        raise ValueError("the profile has no grid: add at least one entry under 'grids'")
+        raise ProfileError(f"{source}: grids: the profile has no grid; add at least one entry under 'grids'")
     return Profile(spec.get("name", "custom"), spec.get("description", ""), spec, grids)
 
 
+def check_datasets(runs: list[PruneConfig], root: str | Path | None = None) -> None:
+    """Raise :class:`ProfileError` listing every dataset of ``runs`` whose files are missing,
+    where to put them and how to fetch them, before any run starts."""
+    names = list(dict.fromkeys(r.dense.dataset for r in runs))
+    missing = [n for n in names if not available(n, root)]
+    if missing:
+        folder = data_root(None if root is None else Path(root)).resolve()
+        raise ProfileError(
+            f"missing datasets {', '.join(map(repr, missing))}: none found under {folder} (set "
+            f"${DATA_ENV}); put them there in torchvision's layout, or fetch them once with internet: "
+            f"python -c \"from pruneflow import data; [data.load(n, root='{folder}', download=True) "
+            f'for n in {missing!r}]"'
+        )
+
+
+def _choices(leaf: str) -> list[str] | None:
+    return {
+        "dataset": DATASETS.names(),
+        "strategy": STRATEGIES.names(),
+        "basis": list(BASES),
+        "model": MODELS.names(),
+    }.get(leaf)
+
+
+def _check(value: Any, schema: Schema, path: str, source: str) -> None:
+    """Raise :class:`ProfileError` at the first place ``value`` does not fit ``schema``."""
+    where = f"{source}: {path or 'top level'}"
+    if isinstance(schema, dict):
+        if value is None and path:
+            return
+        if not isinstance(value, dict):
+            raise ProfileError(f"{where}: expected a mapping with keys {', '.join(schema)}; got {value!r}")
+        for key, item in value.items():
+            if key not in schema:
+                valid = ", ".join(schema)
+                raise ProfileError(f"{where}: unknown key {key!r}; valid keys: {valid}")
+            _check(item, schema[key], f"{path}.{key}" if path else str(key), source)
+    elif isinstance(schema, list):
+        if not isinstance(value, list):
+            raise ProfileError(f"{where}: expected a list, e.g. [{value}]; got {value!r}")
+        for i, item in enumerate(value):
+            _check(item, schema[0], f"{path}[{i}]", source)
+    elif isinstance(schema, tuple):
+        if not isinstance(value, dict):
+            raise ProfileError(f"{where}: expected a mapping of names to settings; got {value!r}")
+        for key, item in value.items():
+            if len(schema) > 2:
+                _check(key, schema[2], path, source)
+            _check(item, schema[1], f"{path}.{key}", source)
+    elif schema == "model" and isinstance(value, dict):
+        _check(value, {"name": "model", "width": "number"}, path, source)
+        if "name" not in value:
+            raise ProfileError(f"{where}: a model mapping needs a 'name' (and optionally a 'width')")
+    elif not _fits(value, schema):
+        raise ProfileError(f"{where}: expected {_EXPECTED.get(schema, 'a string')}; got {value!r}")
+    elif (choices := _choices(schema)) is not None and value not in choices:
+        raise ProfileError(
+            f"{where}: unknown {schema} {value!r}; valid choices: {', '.join(map(repr, choices))}"
+        )
+
+
+_EXPECTED = {"int": "an integer", "number": "a number", "any": "anything"}
+
+
+def _fits(value: Any, leaf: str) -> bool:
+    if leaf == "any":
+        return True
+    if leaf == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if leaf == "number":
+        if isinstance(value, str):  # YAML reads 5e-4 as a string
+            try:
+                float(value)
+            except ValueError:
+                return False
+            return True
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
 def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any], seeds: int):
-    pruning = {"basis": "prunable", "grad_batches": 1, "grad_batch_size": 128, **spec.get("pruning", {})}
-    finetune = spec.get("finetune", {})
+    pruning = {"basis": "prunable", "grad_batches": 1, "grad_batch_size": 128, **(spec.get("pruning") or {})}
+    finetune = spec.get("finetune") or {}
     for dataset in grid.get("datasets", list(datasets)):
         check_choice("dataset", dataset, DATASETS.names())
         per_dataset = datasets.get(dataset) or {}
-        train = Schedule(**{**spec.get("train", {}), **per_dataset.get("train", {})})
+        train = Schedule(**{**(spec.get("train") or {}), **(per_dataset.get("train") or {})})
         models = grid.get("models", [per_dataset.get("model")])
         for model, seed, strategy, ratio, basis in itertools.product(
             models,

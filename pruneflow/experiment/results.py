@@ -7,9 +7,11 @@ Layout under the results folder (default ``results/``)::
     runs/<id>.parquet    rows of a pruned model (stages ``pruned`` and ``finetuned``)
 
 Each row is one (run, stage, class); each Parquet file carries its full config in its schema
-metadata, so every number traces back to the config, seed and code version that made it.
+metadata, so every number traces back to the config, seed and code version that made it, and the
+fingerprint of the code that made it (:mod:`.fingerprint`), which :func:`load` adds to each row.
 A file is written to a temporary name and renamed: a killed run leaves no partial result, and a
-file that cannot be read back is treated as missing and recomputed.
+file that cannot be read back is treated as missing and recomputed. Files get the process umask's
+permissions (``0o666 & ~umask``, typically 0644), so workers of other users can read a shared folder.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .config import DenseConfig, PruneConfig, from_dict, to_dict
 
 DEFAULT_ROOT = Path("results")
 CONFIG_KEY = b"pruneflow.config"
+CODE_KEY = b"pruneflow.code"
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),  # config hash of the run (dense or pruned)
@@ -91,7 +94,7 @@ class Store:
 
     def write(self, config: DenseConfig | PruneConfig, rows: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
-        metadata = {CONFIG_KEY: json.dumps(to_dict(config)).encode()}
+        metadata = {CONFIG_KEY: json.dumps(to_dict(config)).encode(), CODE_KEY: config.code.encode()}
         table = table.replace_schema_metadata(metadata)
         _atomic(self.path(config), lambda tmp: pq.write_table(table, tmp))
 
@@ -132,18 +135,34 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
-    """Every readable row under the results folder ``path`` as one pandas DataFrame."""
+    """Every readable row under the results folder ``path`` as one pandas DataFrame, with a column
+    ``code_fingerprint``: the fingerprint of the code that computed the row. Rows of older code
+    are kept here (a grid recomputes them under the current fingerprint and reads only those)."""
     tables = [t for t in map(_read, Store(path).files()) if t is not None]
     if not tables:
-        return SCHEMA.empty_table().to_pandas()
-    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).to_pandas()
+        return SCHEMA.empty_table().to_pandas().assign(code_fingerprint=pd.Series(dtype=object))
+    return pa.concat_tables([_with_fingerprint(t) for t in tables]).to_pandas()
+
+
+def _with_fingerprint(table: pa.Table) -> pa.Table:
+    code = table.schema.metadata.get(CODE_KEY, b"").decode() or None
+    table = table.replace_schema_metadata(None)
+    return table.append_column("code_fingerprint", pa.array([code] * table.num_rows, pa.string()))
 
 
 def config(run_id: str, results: str | Path = DEFAULT_ROOT) -> DenseConfig | PruneConfig:
