@@ -181,7 +181,10 @@ def _run_here(
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(
-                min(workers, len(pending)), mp_context=context, initializer=_init_worker, initargs=(threads, imported())
+                min(workers, len(pending)),
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(threads, imported()),
             ) as pool:
                 futures = {
                     pool.submit(_work_group, dense, group, str(store.root), together): len(group)
