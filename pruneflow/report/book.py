@@ -54,7 +54,7 @@ PAGES = [
     "appendix",
 ]
 CACHE = ".pages.json"
-DATA_ENV = "PRUNEFLOW_BOOK_DATA"  # where pages write their tables' CSVs (tables.show)
+DATA_ENV, PAGE_ENV = "PRUNEFLOW_BOOK_DATA", "PRUNEFLOW_BOOK_PAGE"  # where tables.show writes CSVs
 
 
 class PageFailed(RuntimeError):
@@ -145,7 +145,7 @@ def prepare(
             output.parent.mkdir(exist_ok=True)
             if old.get(page.name) == key and (generated / output.name).is_file():
                 shutil.copy2(generated / output.name, output)  # unchanged mtime: Sphinx skips it too
-                for csv in data.glob(f"{page.name}--*.csv"):
+                for csv in data.glob(f"{page.name}-*.csv"):
                     shutil.copy2(csv, work / "data" / csv.name)
                 continue
             if progress:
@@ -163,8 +163,8 @@ def prepare(
 
 
 def _execute(papermill, page: Page, source: Path, output: Path, shared: dict, root: Path, data: Path) -> None:
-    before = os.environ.get(DATA_ENV)
-    os.environ[DATA_ENV] = str(data)  # the kernel inherits it: tables.show writes the CSVs there
+    before = {name: os.environ.get(name) for name in (DATA_ENV, PAGE_ENV)}
+    os.environ |= {DATA_ENV: str(data), PAGE_ENV: page.name}  # the kernel inherits them (tables.show)
     try:
         papermill.execute_notebook(
             str(source),
@@ -180,10 +180,11 @@ def _execute(papermill, page: Page, source: Path, output: Path, shared: dict, ro
             f"(execution count {error.exec_count}): {error.ename}: {error.evalue}"
         ) from None
     finally:
-        if before is None:
-            os.environ.pop(DATA_ENV, None)
-        else:
-            os.environ[DATA_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     _tidy(output, page)
 
 
@@ -233,12 +234,15 @@ def build(
 
 
 def _tidy(path: Path, page: Page) -> None:
-    """Fold the parameters papermill injected, and append `` ({key})`` to the title of a page
+    """Remove the parameters papermill injected and code cells without output (empty toggles), and append `` ({key})`` to the title of a page
     that is one of several of its notebook, so they differ in the toc."""
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.metadata["tags"] = [*cell.metadata["tags"], "remove-cell"]
+        tags = cell.metadata.get("tags", [])
+        shown = [o for o in cell.get("outputs", []) if "scrapbook" not in o.get("metadata", {})]
+        silent = cell.cell_type == "code" and not shown  # glued values appear elsewhere
+        if "injected-parameters" in tags or (silent and "hide-input" in tags):  # no empty toggles
+            cell.metadata["tags"] = [*tags, "remove-cell"]
     if page.key != "all":
         first = next(c for c in notebook.cells if c.cell_type == "markdown")
         title, _, rest = first.source.partition("\n")

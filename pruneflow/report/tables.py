@@ -10,6 +10,10 @@ From the tidy result rows (:func:`pruneflow.experiment.results.load`):
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,11 +42,21 @@ def gather(
     profile: str, results: str, grid_name: str, only: dict[str, str] | None = None, stage: str = "finetuned"
 ) -> Evidence:
     """Run (or read back) the grid ``grid_name`` of ``profile`` and derive the question's tables."""
-    frame = grid.run(load_profile(profile).subset(grid_name), results, only=only, progress=False)
+    frame = rows(profile, results, grid_name, only)
     good, failed = ok_rows(frame)
     table = intensification(good, stage)
     runs = pd.concat([alphas(t) for _, t in table.groupby("dataset")], ignore_index=True)
     return Evidence(frame, table, runs, failed)
+
+
+def rows(profile: str, results: str, grid_name: str | None = None, only: dict[str, str] | None = None):
+    """The result rows of ``profile`` (its grid ``grid_name`` if given), read back from ``results``.
+
+    The book runs the grid before its pages, so this only reads; a page executed alone computes
+    what is missing, quietly (no grid summary line on a page)."""
+    spec = load_profile(profile)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return grid.run(spec.subset(grid_name) if grid_name else spec, results, only=only, progress=False)
 
 
 def ok_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -180,9 +194,66 @@ def tally(summary_table: pd.DataFrame, cell: str) -> str:
     )
 
 
-def show(table: pd.DataFrame, digits: int = 3):
-    """A table formatted for the page: fixed decimals, no index."""
-    return table.style.format(precision=digits, na_rep="-").hide(axis="index")
+# Column names as a reader reads them (the tables keep their tidy names).
+HEADERS = {
+    "compression": "t",
+    "alpha_hat": "mean α̂",
+    "ci_low": "99% CI low",
+    "ci_high": "99% CI high",
+    "dense_accuracy": "dense accuracy",
+    "undefined_I": "classes with undefined I",
+    "n_params": "parameters",
+    "run_id": "run",
+    "dense_id": "dense model",
+    "alpha_hat_diff": "Δ α̂",
+    "alpha_hat_low": "Δ α̂ low",
+    "alpha_hat_high": "Δ α̂ high",
+    "alpha_hat_mark": "Δ α̂ mark",
+    "accuracy_diff": "Δ accuracy",
+    "accuracy_low": "Δ acc. low",
+    "accuracy_high": "Δ acc. high",
+    "accuracy_mark": "Δ acc. mark",
+}
+# Columns shown with as many digits as they need (ratios, widths, counts), not fixed decimals.
+GENERAL = {"compression", "width", "seed", "models", "classes", "n_params", "undefined_I", "epochs"}
+PAGE_ENV = "PRUNEFLOW_BOOK_PAGE"  # set by pruneflow.report.book for the page being executed
+DATA_ENV = "PRUNEFLOW_BOOK_DATA"
+_exported: list[str] = []
+
+
+def show(table: pd.DataFrame, digits: int = 3, name: str | None = None):
+    """A table formatted for the page: fixed decimals (ratios and counts as they are), human
+    headers, no index; in the book, also saved as ``_static/data/{page}-{name}.csv`` (``name``
+    defaults to ``table-{n}``, the n-th table of the page) and linked under the table."""
+    general = [c for c in table.columns if (c[-1] if isinstance(c, tuple) else c) in GENERAL]
+    style = (
+        table.style.format(precision=digits, na_rep="-", thousands=",")
+        .format("{:g}", subset=general, na_rep="-")
+        .format_index(lambda c: HEADERS.get(c, str(c).replace("_", " ")), axis=1)
+        .hide(axis="index")
+        .set_table_attributes('class="pruneflow-table"')
+    )
+    link = _export(table, name)
+    if link is None:
+        return style
+    from IPython.display import HTML
+
+    return HTML(f'{style.to_html()}<p class="pruneflow-csv"><a href="{link}" download>CSV of this table</a></p>')
+
+
+def _export(table: pd.DataFrame, name: str | None) -> str | None:
+    """Write ``table`` to the book's data folder; its link relative to a page, or None outside the book."""
+    page, folder = os.environ.get(PAGE_ENV), os.environ.get(DATA_ENV)
+    if not page or not folder:
+        return None
+    _exported.append(page)
+    slug = re.sub(r"[^a-z0-9]+", "-", (name or f"table-{_exported.count(page)}").lower()).strip("-")
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = ["_".join(map(str, c)).strip("_") for c in flat.columns]
+    file = f"{page}-{slug}.csv"
+    flat.to_csv(os.path.join(folder, file), index=False)
+    return f"../_static/data/{file}"
 
 
 def difficulty_order(runs: pd.DataFrame) -> pd.DataFrame:
