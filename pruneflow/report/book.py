@@ -87,7 +87,9 @@ def plan(profile: Profile, frame: pd.DataFrame | None = None) -> list[Page]:
         error = (1 - dense.groupby("dataset").accuracy.mean()).to_dict()
     pages = []
     for notebook in PAGES:
-        group = [Page(notebook, key, dict(p or {})) for key, p in (section.get(notebook) or {"all": {}}).items()]
+        group = [
+            Page(notebook, key, dict(p or {})) for key, p in (section.get(notebook) or {"all": {}}).items()
+        ]
         pages += sorted(group, key=lambda page: error.get(page.params.get("dataset"), 0.0))
     return pages
 
@@ -215,7 +217,9 @@ def build(
     beside = Path(sys.executable).parent / "jupyter-book"  # the one of this environment, if any
     command = str(beside) if beside.exists() else "jupyter-book"
     environ = os.environ | {
-        "PRUNEFLOW_PROFILE": str(Path(profile).resolve()) if Path(profile).suffix in (".yaml", ".yml") else profile,
+        "PRUNEFLOW_PROFILE": str(Path(profile).resolve())
+        if Path(profile).suffix in (".yaml", ".yml")
+        else profile,
         "PRUNEFLOW_RESULTS": str(Path(results).resolve()),
     }
     done = subprocess.run(
@@ -234,8 +238,8 @@ def build(
 
 
 def _tidy(path: Path, page: Page) -> None:
-    """Remove the parameters papermill injected and code cells without output (empty toggles), and append `` ({key})`` to the title of a page
-    that is one of several of its notebook, so they differ in the toc."""
+    """Remove the parameters papermill injected and code cells without output (empty toggles), and
+    append `` ({key})`` to the title of a page that is one of several of its notebook."""
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])

@@ -25,6 +25,16 @@ def ratio_color(t: float) -> str:
     return "#" + "".join(f"{round(v):02x}" for v in a + (b - a) * frac)
 
 
+def display_order(values: pd.Series) -> list[str]:
+    """Display order of a grouping column: strategies as in the paper (MP, GP, UP, RP), else
+    :func:`tables.order_of`."""
+    levels = order_of(values)
+    if values.name == "strategy":
+        known = [s for s in STRATEGY_COLORS if s in levels]
+        return known + [s for s in levels if s not in known]
+    return levels
+
+
 def color_scale(field: str, values: list[str]) -> alt.Scale:
     """The book's colours for ``values`` of ``field`` (strategies and ratios fixed, others in turn)."""
     if field == "strategy":
@@ -49,21 +59,24 @@ def boxplot(table: pd.DataFrame, group: str, facet: str | None = None, title: st
     beyond it sit on its edge. Where RP's range dwarfs the others', RP gets its own panel beside."""
     keep = ["compression", group, "intensification", *([facet] if facet else [])]
     data = table[np.isfinite(table.intensification)][keep].astype({group: str})
-    order = order_of(table[group])
-    if facet is None and group == "strategy" and "RP" in order and len(order) > 1:
+    order = display_order(table[group])
+    rows = alt.Row(f"{facet}:N", sort=display_order(table[facet])) if facet else None
+
+    def part(rows_of: pd.DataFrame, levels: list[str], width: int, name: str = ""):
+        chart = _boxes(rows_of, group, levels, order, width, title=name)
+        return chart.facet(row=rows) if facet else chart
+
+    if group == "strategy" and "RP" in order and len(order) > 1:
         rest, rp = data[data.strategy != "RP"], data[data.strategy == "RP"]
         if _span(rp.intensification) > 2 * _span(rest.intensification):
             others = [o for o in order if o != "RP"]
-            width = (COLUMN - 180) * len(others) // len(order)
+            width = (COLUMN - 260) * len(others) // len(order)
             return alt.hconcat(
-                _boxes(rest, group, others, width, title="MP, GP, UP" if others == ["MP", "GP", "UP"] else ""),
-                _boxes(rp, group, ["RP"], COLUMN - 180 - width, title="RP (own scale)"),
+                part(rest, others, width, ", ".join(others)),
+                part(rp, ["RP"], COLUMN - 260 - width, "RP (own scale)"),
                 title=title,
             ).resolve_scale(y="independent", color="shared")
-    chart = _boxes(data, group, order, COLUMN - 160)
-    if facet:
-        return chart.facet(row=alt.Row(f"{facet}:N", sort=order_of(table[facet])), title=title)
-    return chart.properties(title=title)
+    return part(data, order, COLUMN - 160 - (40 if facet else 0)).properties(title=title)
 
 
 def _span(values: pd.Series) -> float:
@@ -71,7 +84,10 @@ def _span(values: pd.Series) -> float:
     return high - low
 
 
-def _boxes(data: pd.DataFrame, group: str, order: list[str], width: int, title: str = "") -> alt.LayerChart:
+def _boxes(
+    data: pd.DataFrame, group: str, order: list[str], palette: list[str], width: int, title: str = ""
+) -> alt.LayerChart:
+    """Boxes of ``data`` for the levels ``order``, coloured as ``palette`` (every level of the chart)."""
     y = alt.Y(
         "intensification:Q",
         title="intensification ratio I",
@@ -86,8 +102,8 @@ def _boxes(data: pd.DataFrame, group: str, order: list[str], width: int, title: 
             y=y,
             color=alt.Color(
                 f"{group}:N",
-                sort=order,
-                scale=color_scale(group, order),
+                sort=palette,
+                scale=color_scale(group, palette),
                 legend=alt.Legend(orient="bottom", columns=2, labelLimit=300),
             ),
         )
@@ -99,7 +115,7 @@ def _boxes(data: pd.DataFrame, group: str, order: list[str], width: int, title: 
 def scatter(table: pd.DataFrame, runs_summary: pd.DataFrame, facet: str, title: str = "") -> alt.FacetChart:
     """Bbar_t against Bbar_1 (one point per class and model), coloured by t, with the fitted
     slope lines y = alpha_hat_t x (mean over models), one panel per level of ``facet``."""
-    order = order_of(table[facet])
+    order = display_order(table[facet])
     points = table[[facet, "compression", "seed", "class", "bbar_dense", "bbar"]].assign(kind="class")
     points[facet] = points[facet].astype(str)
     x_max = float(np.nanmax(np.abs(points.bbar_dense))) if len(points) else 1.0
@@ -147,9 +163,11 @@ def scatter(table: pd.DataFrame, runs_summary: pd.DataFrame, facet: str, title: 
 def class_heatmap(table: pd.DataFrame, facet: str = "strategy", title: str = "") -> alt.FacetChart:
     """Per class c and ratio t: mean over models of B_t^c = R_t^c - A_t (red: the class lost recall
     relative to accuracy, blue: gained), one panel per level of ``facet``; tooltips give the values."""
-    order = order_of(table[facet])
+    order = display_order(table[facet])
     data = (
-        table.assign(balance=table.recall - table.accuracy, balance_dense=table.bbar_dense * table.dense_accuracy)
+        table.assign(
+            balance=table.recall - table.accuracy, balance_dense=table.bbar_dense * table.dense_accuracy
+        )
         .groupby([facet, "compression", "class"], observed=True)
         .agg(balance=("balance", "mean"), balance_dense=("balance_dense", "mean"), recall=("recall", "mean"))
         .reset_index()

@@ -197,7 +197,7 @@ def tally(summary_table: pd.DataFrame, cell: str) -> str:
 # Column names as a reader reads them (the tables keep their tidy names).
 HEADERS = {
     "compression": "t",
-    "alpha_hat": "mean α̂",
+    "alpha_hat": "mean \u03b1\u0302",
     "ci_low": "99% CI low",
     "ci_high": "99% CI high",
     "dense_accuracy": "dense accuracy",
@@ -205,14 +205,14 @@ HEADERS = {
     "n_params": "parameters",
     "run_id": "run",
     "dense_id": "dense model",
-    "alpha_hat_diff": "Δ α̂",
-    "alpha_hat_low": "Δ α̂ low",
-    "alpha_hat_high": "Δ α̂ high",
-    "alpha_hat_mark": "Δ α̂ mark",
-    "accuracy_diff": "Δ accuracy",
-    "accuracy_low": "Δ acc. low",
-    "accuracy_high": "Δ acc. high",
-    "accuracy_mark": "Δ acc. mark",
+    "alpha_hat_diff": "\u0394 \u03b1\u0302",
+    "alpha_hat_low": "\u0394 \u03b1\u0302 low",
+    "alpha_hat_high": "\u0394 \u03b1\u0302 high",
+    "alpha_hat_mark": "\u0394 \u03b1\u0302 mark",
+    "accuracy_diff": "\u0394 accuracy",
+    "accuracy_low": "\u0394 acc. low",
+    "accuracy_high": "\u0394 acc. high",
+    "accuracy_mark": "\u0394 acc. mark",
 }
 # Columns shown with as many digits as they need (ratios, widths, counts), not fixed decimals.
 GENERAL = {"compression", "width", "seed", "models", "classes", "n_params", "undefined_I", "epochs"}
@@ -221,10 +221,16 @@ DATA_ENV = "PRUNEFLOW_BOOK_DATA"
 _exported: list[str] = []
 
 
-def show(table: pd.DataFrame, digits: int = 3, name: str | None = None):
+def show(table: pd.DataFrame, digits: int = 3, name: str | None = None, max_columns: int = 8):
     """A table formatted for the page: fixed decimals (ratios and counts as they are), human
-    headers, no index; in the book, also saved as ``_static/data/{page}-{name}.csv`` (``name``
-    defaults to ``table-{n}``, the n-th table of the page) and linked under the table."""
+    headers, no index, the first ``max_columns`` columns; in the book, the whole table is also saved
+    as ``_static/data/{page}-{name}.csv`` (``name`` defaults to ``table-{n}``, the n-th table of
+    the page) and linked under it, naming the columns only the CSV holds."""
+    link = _export(table, name)
+    flat = not isinstance(table.columns, pd.MultiIndex)  # side-by-side tables stay whole
+    hidden = [HEADERS.get(c, str(c).replace("_", " ")) for c in table.columns[max_columns:]] if flat else []
+    if link is not None and flat:
+        table = table[table.columns[:max_columns]]
     general = [c for c in table.columns if (c[-1] if isinstance(c, tuple) else c) in GENERAL]
     style = (
         table.style.format(precision=digits, na_rep="-", thousands=",")
@@ -233,12 +239,15 @@ def show(table: pd.DataFrame, digits: int = 3, name: str | None = None):
         .hide(axis="index")
         .set_table_attributes('class="pruneflow-table"')
     )
-    link = _export(table, name)
+    text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c]) and c not in general]
+    style = style.set_properties(subset=text, **{"text-align": "left", "white-space": "normal"})
     if link is None:
         return style
     from IPython.display import HTML
 
-    return HTML(f'{style.to_html()}<p class="pruneflow-csv"><a href="{link}" download>CSV of this table</a></p>')
+    more = f" (also: {', '.join(hidden)})" if hidden else ""
+    csv = f'<p class="pruneflow-csv"><a href="{link}" download>CSV of this table</a>{more}</p>'
+    return HTML(style.to_html() + csv)
 
 
 def _export(table: pd.DataFrame, name: str | None) -> str | None:
