@@ -7,7 +7,7 @@ install:  ## what the project needs, pinned (torch from pip's local cache on the
 	$(PYTHON) -m pip install -q -r requirements.txt
 	$(PYTHON) -m pip install -q --no-deps -e .
 
-report: install  ## quick grid -> notebooks (papermill) -> HTML book; prints the path of index.html
+report: install  ## quick grid -> stale pages (papermill) -> HTML book, as `jupyter-book build book`; prints index.html
 	$(PYTHON) -m pruneflow report --profile quick --results results
 
 test: install  ## unit, grid and report tests, and every notebook on the smoke profile

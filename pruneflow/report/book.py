@@ -214,6 +214,7 @@ def build(
     """``jupyter-book build`` of ``root/book`` for ``profile`` and ``results`` (its extension runs
     :func:`prepare`); returns the path of ``index.html``. Raises :class:`PageFailed` if it fails."""
     start = time.perf_counter()
+    plan(load_profile(profile))  # a bad profile fails here, with its one-line ValueError
     beside = Path(sys.executable).parent / "jupyter-book"  # the one of this environment, if any
     command = str(beside) if beside.exists() else "jupyter-book"
     environ = os.environ | {

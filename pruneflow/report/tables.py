@@ -231,7 +231,7 @@ def show(table: pd.DataFrame, digits: int = 3, name: str | None = None, max_colu
     hidden = [HEADERS.get(c, str(c).replace("_", " ")) for c in table.columns[max_columns:]] if flat else []
     if link is not None and flat:
         table = table[table.columns[:max_columns]]
-    general = [c for c in table.columns if (c[-1] if isinstance(c, tuple) else c) in GENERAL]
+    general = [c for c in table.columns if GENERAL & set(c if isinstance(c, tuple) else [c])]
     style = (
         table.style.format(precision=digits, na_rep="-", thousands=",")
         .format("{:g}", subset=general, na_rep="-")
