@@ -154,9 +154,10 @@ def prepare(
                 print(f"executing {page.name}", flush=True)
             _execute(papermill, page, source, output, shared, root, work / "data")
             executed.append(page.name)
-        (work / "pages" / CACHE).write_text(json.dumps(keys, indent=1) + "\n")
-        _swap(work / "pages", generated)
-        _swap(work / "data", data)
+        if executed or keys != old:  # else the book is up to date: leave every file as it is
+            (work / "pages" / CACHE).write_text(json.dumps(keys, indent=1) + "\n")
+            _swap(work / "pages", generated)
+            _swap(work / "data", data)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if progress:
