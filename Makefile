@@ -12,7 +12,7 @@ install: $(BIN)/python  ## what the project needs, pinned, into $(VENV) (torch f
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 
-report: install  ## quick grid -> notebooks (papermill) -> HTML book; prints the path of index.html
+report: install  ## quick grid -> stale pages (papermill) -> HTML book, as `jupyter-book build book`; prints index.html
 	$(BIN)/python -m pruneflow report --profile quick --results results
 
 test: install  ## unit, grid and report tests, and every notebook on the smoke profile

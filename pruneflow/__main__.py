@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             book.build(args.profile, args.results)
     except ValueError as error:
         parser.exit(2, f"pruneflow: error: {error}\n")
+    except book.PageFailed as error:
+        parser.exit(1, f"pruneflow: error: {error}\n")
     return 0
 
 

@@ -279,3 +279,55 @@ def check_page(page: Path | str, png: Path | str | None = None) -> PageReport:
 
     shot = screenshot(page, png) if png is not None else None
     return PageReport(page, charts, math, network, shot)
+
+
+# --- Layout -------------------------------------------------------------------
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const column = document.querySelector("article.bd-article") || document.querySelector("main");
+  const box = (e) => e.getBoundingClientRect().width;
+  const items = [
+    ...[...document.querySelectorAll(".vega-embed")].map((e) => {
+      const drawn = e.querySelector("svg.marks, canvas");
+      return {kind: "chart", width: drawn ? box(drawn) : e.scrollWidth};
+    }),
+    ...[...column.querySelectorAll("table")].map((e) => ({
+      kind: "table",
+      width: Math.max(e.scrollWidth, ...[...e.rows].map((r) => r.scrollWidth)),
+    })),
+  ];
+  const out = document.createElement("pre");
+  out.id = "width-probe";
+  const style = getComputedStyle(column);
+  const inner = column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  out.textContent = JSON.stringify({column: inner, items: items});
+  document.body.appendChild(out);
+}, 2000));
+</script>"""
+
+
+@dataclass
+class Layout:
+    column: float  # px: width of the page's content column
+    items: list[dict] = field(default_factory=list)  # {"kind": "chart"|"table", "width": px}
+
+    def too_wide(self, slack: float = 1.0) -> list[dict]:
+        return [item for item in self.items if item["width"] > self.column + slack]
+
+
+def layout(page: Path | str) -> Layout:
+    """Widths of the content column and of every drawn chart and table (content width, scroll
+    included) of ``page`` rendered offline at ``WINDOW_SIZE``."""
+    page = Path(page)
+    probe = page.with_name(f".probe-{page.name}")  # beside the page, so relative paths resolve
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", WIDTH_PROBE + "</body>"))
+    try:
+        dom = dump_dom(probe)
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="width-probe">(.*?)</pre>', dom, re.S)
+    if found is None:
+        raise AssertionError(f"{page.name}: the width probe did not run")
+    data = json.loads(found.group(1).replace("&quot;", '"'))
+    return Layout(data["column"], data["items"])

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from browser import SCREENSHOT_DIR, check_page, find_chromium
+from browser import SCREENSHOT_DIR, check_page, find_chromium, layout
 
 from pruneflow import metrics
+from pruneflow.experiment.profiles import load_profile
 from pruneflow.report import book, claims
 from pruneflow.report import tables as report
 
@@ -71,18 +76,91 @@ def test_conclusions_type_no_number():
     assert not re.search(r"\d", prose), re.findall(r".{20}\d.{20}", prose)
 
 
+def test_pages_named_and_ordered_by_difficulty():
+    """Page files carry no ``-all``; Q1 pages go from the easiest dataset (lowest dense error) up."""
+    profile = load_profile("smoke")
+    dense = pd.DataFrame(
+        {"run_id": ["a", "b"], "stage": "dense", "status": "ok", "dataset": ["digits", "mnist1d"]}
+    )
+    easy_digits = [p.name for p in book.plan(profile, dense.assign(accuracy=[0.9, 0.5]))]
+    easy_mnist1d = [p.name for p in book.plan(profile, dense.assign(accuracy=[0.5, 0.9]))]
+    assert easy_digits[:3] == ["methods", "q1_strategy-digits", "q1_strategy-mnist1d"]
+    assert easy_mnist1d[:3] == ["methods", "q1_strategy-mnist1d", "q1_strategy-digits"]
+    assert easy_digits[3:] == [
+        "q2_task_complexity",
+        "q3_model_size",
+        "q4_undecayed",
+        "conclusions",
+        "appendix",
+    ]
+
+
+def test_page_key_follows_its_inputs(tmp_path):
+    """The page cache key changes with the notebook, the parameters, the code and the rows."""
+    notebook = tmp_path / "page.ipynb"
+    notebook.write_text("{}")
+    page = book.Page("q1_strategy", "digits", {"dataset": "digits"})
+    key = book.page_key(page, notebook, {"profile": "smoke"}, "code", "rows")
+    assert key == book.page_key(page, notebook, {"profile": "smoke"}, "code", "rows")
+    assert key != book.page_key(page, notebook, {"profile": "quick"}, "code", "rows")
+    assert key != book.page_key(
+        book.Page("q1_strategy", "x", {"dataset": "x"}), notebook, {"profile": "smoke"}, "code", "rows"
+    )
+    assert key != book.page_key(page, notebook, {"profile": "smoke"}, "code2", "rows")
+    assert key != book.page_key(page, notebook, {"profile": "smoke"}, "code", "rows2")
+    notebook.write_text("{ }")
+    assert key != book.page_key(page, notebook, {"profile": "smoke"}, "code", "rows")
+    frame = pd.DataFrame({"run_id": ["b", "a"], "stage": "dense", "class": [0, 1], "recall": [0.5, 0.7]})
+    assert book.rows_hash(frame) == book.rows_hash(frame.iloc[::-1])
+    assert book.rows_hash(frame) != book.rows_hash(frame.assign(recall=[0.5, 0.71]))
+
+
+PATH_RE = re.compile(r"(/tmp/|/home/|/work/|/Users/|/root/|[A-Z]:\\\\)")
+SUMMARY_RE = re.compile(r"\d+ runs - \d+ computed, \d+ cached")
+
+
+def jupyter_book(root: Path) -> subprocess.CompletedProcess:
+    """``PRUNEFLOW_PROFILE=smoke jupyter-book build book`` in ``root``, results in ``root/results``."""
+    command = Path(sys.executable).parent / "jupyter-book"
+    environ = os.environ | {"PRUNEFLOW_PROFILE": "smoke", "PRUNEFLOW_RESULTS": "results"}
+    return subprocess.run(
+        [str(command if command.exists() else "jupyter-book"), "build", "book"],
+        cwd=root,
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``folder``: its modification time (ns) and content."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    """The book built on the smoke profile in a scratch copy of the report sources."""
+    """The smoke book built by ``jupyter-book build book`` in a fresh copy of the report sources;
+    returns the path of its ``index.html``."""
     root = tmp_path_factory.mktemp("book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, root / name)
     for name in ("notebooks", "scripts"):
         shutil.copytree(ROOT / name, root / name)
     shutil.copytree(
-        ROOT / "book", root / "book", symlinks=True, ignore=shutil.ignore_patterns("generated", "_build")
+        ROOT / "book",
+        root / "book",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("generated", "_build", "data"),
     )
-    return book.build("smoke", root / "results", root=root, progress=False)
+    done = jupyter_book(root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pages = len(book.plan(load_profile("smoke")))
+    assert f"pages: {pages} executed, 0 unchanged" in done.stdout
+    return root / "_build" / "html" / "index.html"
 
 
 @pytest.mark.slow
@@ -95,22 +173,62 @@ def test_book_builds_and_renders_offline(built):
     assert [p.stem for p in pages[1:]] == [
         "q1_strategy-digits",
         "q1_strategy-mnist1d",
-        "q2_task_complexity-all",
-        "q3_model_size-all",
-        "q4_undecayed-all",
+        "q2_task_complexity",
+        "q3_model_size",
+        "q4_undecayed",
     ]
     for page in pages:
         result = check_page(page, png=SCREENSHOT_DIR / f"{page.stem}.png")
         if page.stem.startswith("q"):
             assert len(result.charts) >= 2, f"{page.name}: boxplot and scatter expected"
         assert result.math.containers > 0, f"{page.name}: no math typeset"
+    assert len(check_page(html / "generated" / "q1_strategy-digits.html").charts) >= 3, "heatmap expected"
+
+
+@pytest.mark.slow
+def test_pages_fit_the_column_and_show_no_summary_or_path(built):
+    """On every page: no chart or table wider than the content column, no grid summary line and no
+    filesystem path of the build machine; each table links its CSV, which exists."""
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
+    pages = sorted((built.parent / "generated").glob("*.html"))
+    assert {p.stem for p in pages} >= {"methods", "conclusions", "appendix"}
+    for page in pages:
+        text = page.read_text()
+        assert not SUMMARY_RE.search(text), f"{page.name}: grid summary line"
+        assert str(built.parents[2]) not in text and not PATH_RE.search(text), (
+            f"{page.name}: machine path {PATH_RE.search(text)}"
+        )
+        for cell in text.split('<div class="cell ')[1:]:
+            if "tag_hide-input" in cell.split(">", 1)[0]:
+                assert "cell_output" in cell.split('<div class="cell ', 1)[0], f"{page.name}: empty toggle"
+        for link in re.findall(r'href="(\.\./_static/data/[^"]+\.csv)"', text):
+            assert (page.parent / link).resolve().is_file(), f"{page.name}: {link} missing"
+        found = layout(page)
+        assert found.column > 400, f"{page.name}: content column {found.column} px"
+        assert not found.too_wide(), (
+            f"{page.name}: wider than the {found.column} px column: {found.too_wide()}"
+        )
+    assert (built.parent / "_static" / "data" / "q1_strategy-digits-table-1.csv").is_file()
+
+
+@pytest.mark.slow
+def test_rebuild_executes_nothing(built):
+    """A second ``jupyter-book build book`` with nothing changed re-executes no page."""
+    generated = built.parents[2] / "book" / "generated"
+    before = snapshot(generated)
+    done = jupyter_book(built.parents[2])
+    assert done.returncode == 0, done.stdout[-3000:]
+    pages = len(book.plan(load_profile("smoke")))
+    assert f"pages: 0 executed, {pages} unchanged" in done.stdout
+    assert snapshot(generated) == before
 
 
 @pytest.mark.slow
 def test_conclusions_page_answers_every_claim(built):
     """The built conclusions page answers every claim in words with a verdict pasted from the results,
     draws the forest plot, and carries no vote count of per-cell marks."""
-    page = built.parent / "generated" / "conclusions-all.html"
+    page = built.parent / "generated" / "conclusions.html"
     text = page.read_text()
     verdicts = re.findall(r"</em> <strong>(supported|contradicted|equivalent|inconclusive)</strong>", text)
     assert len(verdicts) == len(claims.KEYS)
@@ -133,3 +251,24 @@ def test_question_pages_draw_the_null_baseline_curves(built):
         assert "additive A_1/A_t" in text and "error odds ratio" in text, page.name
         result = check_page(page)
         assert len(result.charts) >= 3 and all(chart.drawn for chart in result.charts), page.name
+
+
+@pytest.mark.slow
+def test_failing_page_leaves_the_last_good_book(built):
+    """A page that raises stops the build with a non-zero exit naming its notebook and cell; the
+    HTML and the executed pages stay as they were (runs last: it edits the copy's notebook)."""
+    root = built.parents[2]
+    source = root / "notebooks" / "appendix.ipynb"
+    notebook = json.loads(source.read_text())
+    broken = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": []}
+    notebook["cells"].append(broken | {"source": ["raise RuntimeError('page broken on purpose')"]})
+    notebook["cells"][-1].pop("id", None)
+    source.write_text(json.dumps(notebook))
+    html, generated = snapshot(root / "_build" / "html"), snapshot(root / "book" / "generated")
+    done = jupyter_book(root)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "notebooks/appendix.ipynb, cell" in output and "page broken on purpose" in output, output[-3000:]
+    assert "stale" in output
+    assert snapshot(root / "_build" / "html") == html
+    assert snapshot(root / "book" / "generated") == generated

@@ -1,32 +1,50 @@
-"""Build the report: run the grid, execute every page notebook with papermill, build the book.
+"""Build the report: run the grid once, execute the stale pages with papermill, build the book.
 
 Pages come from the profile's ``report`` section: per notebook, named parameter groups layered
 over the shared parameters (``profile``, ``results``); each group becomes the page
-``book/generated/{notebook}-{key}.ipynb``, which ``_toc.yml`` picks up by glob::
+``book/generated/{notebook}-{key}.ipynb`` (``{notebook}.ipynb`` for a notebook the section does not
+name), which ``_toc.yml`` picks up by glob::
 
     report:
       q1_strategy: {digits: {dataset: digits}, mnist1d: {dataset: mnist1d}}
 
-Notebooks the section does not name run once, with key ``all``.
+Pages of one notebook that differ by ``dataset`` are ordered from the easiest dataset to the hardest
+(mean error of its dense models).
+
+Page cache: a page is executed again only when its key changed,
+``sha256(notebook, parameters, pruneflow's source, the profile's result rows)``; keys live in
+``book/generated/.pages.json``. Atomic: stale pages execute into a temporary folder that replaces
+``book/generated`` (and the tables' CSVs in ``book/_static/data``) only when every page succeeded.
+
+``jupyter-book build book`` runs :func:`prepare` through the Sphinx extension
+``scripts/book_pages.py`` (profile and results from ``$PRUNEFLOW_PROFILE`` / ``$PRUNEFLOW_RESULTS``);
+:func:`build` (``python -m pruneflow report``) sets those and calls jupyter-book.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import pandas as pd
 
 from ..experiment import grid
 from ..experiment.profiles import Profile, load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = (
+PACKAGE = Path(__file__).resolve().parents[1]
+# Notebooks in reading order; other issues append theirs (a plain list).
+PAGES = [
     "methods",
     "q1_strategy",
     "q2_task_complexity",
@@ -34,12 +52,18 @@ PAGES = (
     "q4_undecayed",
     "conclusions",
     "appendix",
-)
+]
+CACHE = ".pages.json"
+DATA_ENV, PAGE_ENV = "PRUNEFLOW_BOOK_DATA", "PRUNEFLOW_BOOK_PAGE"  # where tables.show writes CSVs
+
+
+class PageFailed(RuntimeError):
+    """A page's notebook raised; the message names the notebook, the cell and the error."""
 
 
 @dataclass(frozen=True)
 class Page:
-    """One execution of a notebook: ``book/generated/{notebook}-{key}.ipynb``."""
+    """One execution of a notebook: ``book/generated/{name}.ipynb``."""
 
     notebook: str
     key: str
@@ -47,69 +71,186 @@ class Page:
 
     @property
     def name(self) -> str:
-        return f"{self.notebook}-{self.key}"
+        return self.notebook if self.key == "all" else f"{self.notebook}-{self.key}"
 
 
-def plan(profile: Profile) -> list[Page]:
-    """Every page of the book for ``profile``, in reading order."""
+def plan(profile: Profile, frame: pd.DataFrame | None = None) -> list[Page]:
+    """Every page of the book for ``profile``, in reading order (datasets by difficulty if ``frame``,
+    the grid's rows, is given)."""
     section = profile.spec.get("report") or {}
     for notebook in section:
         if notebook not in PAGES:
             raise ValueError(f"unknown report notebook {notebook!r}; valid choices: {', '.join(PAGES)}")
-    return [
-        Page(notebook, key, dict(params or {}))
-        for notebook in PAGES
-        for key, params in (section.get(notebook) or {"all": {}}).items()
-    ]
+    error = {}
+    if frame is not None and len(frame):
+        dense = frame[(frame.stage == "dense") & (frame.status == "ok")].drop_duplicates("run_id")
+        error = (1 - dense.groupby("dataset").accuracy.mean()).to_dict()
+    pages = []
+    for notebook in PAGES:
+        group = [
+            Page(notebook, key, dict(p or {})) for key, p in (section.get(notebook) or {"all": {}}).items()
+        ]
+        pages += sorted(group, key=lambda page: error.get(page.params.get("dataset"), 0.0))
+    return pages
+
+
+def source_hash(package: Path = PACKAGE) -> str:
+    """sha256 of every ``*.py`` and ``*.yaml`` file of the pruneflow package (path and content)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def rows_hash(frame: pd.DataFrame) -> str:
+    """sha256 of the grid's result rows, independent of their order."""
+    key = [c for c in ("run_id", "stage", "class") if c in frame.columns]
+    rows = frame.sort_values(key).reset_index(drop=True)
+    return hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
+
+
+def page_key(page: Page, notebook: Path, shared: dict[str, Any], code: str, rows: str) -> str:
+    """The page's content hash: its notebook, its parameters, the code and the rows it reads."""
+    params = json.dumps({**shared, **page.params}, sort_keys=True, default=str)
+    digest = hashlib.sha256(notebook.read_bytes())
+    for part in (params, code, rows):
+        digest.update(b"\0" + part.encode())
+    return digest.hexdigest()
+
+
+def prepare(
+    profile: str = "quick", results: str | Path = "results", root: Path = ROOT, progress: bool = True
+) -> list[Page]:
+    """Run ``profile``'s grid into ``results`` once, then execute every page whose key changed into
+    a temporary folder that replaces ``root/book/generated`` when all pages succeeded.
+
+    Raises :class:`PageFailed` (the last good pages are left as they were) if a page fails."""
+    import papermill
+
+    loaded = load_profile(profile)
+    profile_arg = str(Path(profile).resolve()) if Path(profile).suffix in (".yaml", ".yml") else profile
+    results = Path(results).resolve()
+    frame = grid.run(loaded, results, progress=progress)
+    pages = plan(loaded, frame)
+    shared = {"profile": profile_arg, "results": str(results)}
+    code, rows = source_hash(), rows_hash(frame)
+    generated, data = root / "book" / "generated", root / "book" / "_static" / "data"
+    old = _read_cache(generated)
+    work = Path(tempfile.mkdtemp(prefix=".generated-", dir=root / "book"))
+    (work / "data").mkdir()
+    keys, executed = {}, []
+    try:
+        for page in pages:
+            source = root / "notebooks" / f"{page.notebook}.ipynb"
+            keys[page.name] = key = page_key(page, source, shared, code, rows)
+            output = work / "pages" / f"{page.name}.ipynb"
+            output.parent.mkdir(exist_ok=True)
+            if old.get(page.name) == key and (generated / output.name).is_file():
+                shutil.copy2(generated / output.name, output)  # unchanged mtime: Sphinx skips it too
+                for csv in data.glob(f"{page.name}-*.csv"):
+                    shutil.copy2(csv, work / "data" / csv.name)
+                continue
+            if progress:
+                print(f"executing {page.name}", flush=True)
+            _execute(papermill, page, source, output, shared, root, work / "data")
+            executed.append(page.name)
+        if executed or keys != old:  # else the book is up to date: leave every file as it is
+            (work / "pages" / CACHE).write_text(json.dumps(keys, indent=1) + "\n")
+            _swap(work / "pages", generated)
+            _swap(work / "data", data)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if progress:
+        print(f"pages: {len(executed)} executed, {len(pages) - len(executed)} unchanged", flush=True)
+    return pages
+
+
+def _execute(papermill, page: Page, source: Path, output: Path, shared: dict, root: Path, data: Path) -> None:
+    before = {name: os.environ.get(name) for name in (DATA_ENV, PAGE_ENV)}
+    os.environ |= {DATA_ENV: str(data), PAGE_ENV: page.name}  # the kernel inherits them (tables.show)
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters={**shared, **page.params},
+            cwd=str(root),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+    except papermill.PapermillExecutionError as error:
+        raise PageFailed(
+            f"page {page.name} failed: notebooks/{page.notebook}.ipynb, cell {error.cell_index} "
+            f"(execution count {error.exec_count}): {error.ename}: {error.evalue}"
+        ) from None
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    _tidy(output, page)
+
+
+def _read_cache(generated: Path) -> dict[str, str]:
+    try:
+        return json.loads((generated / CACHE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _swap(new: Path, target: Path) -> None:
+    """Replace the folder ``target`` by ``new`` (two renames; the old one is then deleted)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def build(
     profile: str = "quick", results: str | Path = "results", root: Path = ROOT, progress: bool = True
 ) -> Path:
-    """Run ``profile``'s grid into ``results``, execute the pages into ``root/book/generated`` and
-    build the HTML book; returns the path of ``index.html``."""
-    import papermill
-
+    """``jupyter-book build`` of ``root/book`` for ``profile`` and ``results`` (its extension runs
+    :func:`prepare`); returns the path of ``index.html``. Raises :class:`PageFailed` if it fails."""
     start = time.perf_counter()
-    loaded = load_profile(profile)
-    pages = plan(loaded)
-    profile_arg = str(Path(profile).resolve()) if Path(profile).suffix in (".yaml", ".yml") else profile
-    results = Path(results).resolve()
-    grid.run(loaded, results, progress=progress)
-    generated = root / "book" / "generated"
-    shutil.rmtree(generated, ignore_errors=True)
-    generated.mkdir(parents=True)
-    for page in pages:
-        print(f"executing {page.name}", flush=True)
-        output = generated / f"{page.name}.ipynb"
-        papermill.execute_notebook(
-            str(root / "notebooks" / f"{page.notebook}.ipynb"),
-            str(output),
-            parameters={"profile": profile_arg, "results": str(results), **page.params},
-            cwd=str(root),
-            progress_bar=False,
-            kernel_name="python3",
-        )
-        _tidy(output, page.key)
+    plan(load_profile(profile))  # a bad profile fails here, with its one-line ValueError
     beside = Path(sys.executable).parent / "jupyter-book"  # the one of this environment, if any
     command = str(beside) if beside.exists() else "jupyter-book"
-    subprocess.run(
-        [command, "build", str(root / "book")], check=True, stdout=None if progress else subprocess.DEVNULL
+    environ = os.environ | {
+        "PRUNEFLOW_PROFILE": str(Path(profile).resolve())
+        if Path(profile).suffix in (".yaml", ".yml")
+        else profile,
+        "PRUNEFLOW_RESULTS": str(Path(results).resolve()),
+    }
+    done = subprocess.run(
+        [command, "build", str(root / "book")],
+        env=environ,
+        stdout=None if progress else subprocess.PIPE,
+        stderr=subprocess.STDOUT if not progress else None,
+        text=True,
     )
+    if done.returncode != 0:
+        tail = (done.stdout or "")[-3000:]
+        raise PageFailed(f"jupyter-book build failed (exit {done.returncode}); the book is stale\n{tail}")
     index = root / "_build" / "html" / "index.html"
     print(f"report built in {time.perf_counter() - start:.0f} s: {index}")
     return index
 
 
-def _tidy(path: Path, key: str) -> None:
-    """Fold the parameters papermill injected, and append `` ({key})`` to the title of a page
-    that is one of several of its notebook, so they differ in the toc."""
+def _tidy(path: Path, page: Page) -> None:
+    """Remove the parameters papermill injected and code cells without output (empty toggles), and
+    append `` ({key})`` to the title of a page that is one of several of its notebook."""
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.metadata["tags"].append("hide-input")
-    if key != "all":
+        tags = cell.metadata.get("tags", [])
+        shown = [o for o in cell.get("outputs", []) if "scrapbook" not in o.get("metadata", {})]
+        silent = cell.cell_type == "code" and not shown  # glued values appear elsewhere
+        if "injected-parameters" in tags or (silent and "hide-input" in tags):  # no empty toggles
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    if page.key != "all":
         first = next(c for c in notebook.cells if c.cell_type == "markdown")
         title, _, rest = first.source.partition("\n")
-        first.source = f"{title} ({key})\n{rest}"
+        first.source = f"{title} ({page.key})\n{rest}"
     nbformat.write(notebook, path)

@@ -8,6 +8,43 @@ import pandas as pd
 
 from .tables import order_of
 
+COLUMN = 680  # px: the book's content column; every chart fits in it, axes and legends included
+# One colour per strategy and per ratio across the whole book.
+STRATEGY_COLORS = {"MP": "#1f77b4", "GP": "#ff7f0e", "UP": "#2ca02c", "RP": "#8c8c8c"}
+OTHER_COLORS = ["#9467bd", "#d62728", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
+# Viridis stops up to its green (0.8): its pale yellow end is unreadable on white.
+_VIRIDIS = ["#440154", "#414487", "#2a788e", "#22a884", "#7ad151"]
+
+
+def ratio_color(t: float) -> str:
+    """The colour of compression ratio ``t`` on every page: viridis by log2 t over 2..64."""
+    position = min(max(np.log2(float(t)) - 1, 0.0) / 5, 1.0) * (len(_VIRIDIS) - 1)
+    low = int(np.floor(position))
+    high, frac = min(low + 1, len(_VIRIDIS) - 1), position - low
+    a, b = (np.array([int(c[i : i + 2], 16) for i in (1, 3, 5)]) for c in (_VIRIDIS[low], _VIRIDIS[high]))
+    return "#" + "".join(f"{round(v):02x}" for v in a + (b - a) * frac)
+
+
+def display_order(values: pd.Series) -> list[str]:
+    """Display order of a grouping column: strategies as in the paper (MP, GP, UP, RP), else
+    :func:`tables.order_of`."""
+    levels = order_of(values)
+    if values.name == "strategy":
+        known = [s for s in STRATEGY_COLORS if s in levels]
+        return known + [s for s in levels if s not in known]
+    return levels
+
+
+def color_scale(field: str, values: list[str]) -> alt.Scale:
+    """The book's colours for ``values`` of ``field`` (strategies and ratios fixed, others in turn)."""
+    if field == "strategy":
+        colors = [STRATEGY_COLORS.get(v, OTHER_COLORS[i % len(OTHER_COLORS)]) for i, v in enumerate(values)]
+    elif field == "compression":
+        colors = [ratio_color(float(v)) for v in values]
+    else:
+        colors = [OTHER_COLORS[i % len(OTHER_COLORS)] for i in range(len(values))]
+    return alt.Scale(domain=list(values), range=colors)
+
 
 def _clip_domain(values: pd.Series) -> list[float]:
     """A y-range holding the central 90% of finite values and 1 (I explodes where Bbar_1 ~ 0)."""
@@ -16,12 +53,41 @@ def _clip_domain(values: pd.Series) -> list[float]:
     return [float(min(low, 0.0)), float(max(high, 2.0))]
 
 
-def boxplot(table: pd.DataFrame, group: str, facet: str | None = None, title: str = "") -> alt.Chart:
+def boxplot(table: pd.DataFrame, group: str, facet: str | None = None, title: str = ""):
     """Boxplots of I_t per ratio t, one box per level of ``group``, dashed line at I = 1
-    (one panel per level of ``facet`` if given)."""
+    (one panel per level of ``facet`` if given). The y-range holds the central 90% of I; values
+    beyond it sit on its edge. Where RP's range dwarfs the others', RP gets its own panel beside."""
     keep = ["compression", group, "intensification", *([facet] if facet else [])]
     data = table[np.isfinite(table.intensification)][keep].astype({group: str})
-    order = order_of(table[group])
+    order = display_order(table[group])
+    rows = alt.Row(f"{facet}:N", sort=display_order(table[facet])) if facet else None
+
+    def part(rows_of: pd.DataFrame, levels: list[str], width: int, name: str = ""):
+        chart = _boxes(rows_of, group, levels, order, width, title=name)
+        return chart.facet(row=rows) if facet else chart
+
+    if group == "strategy" and "RP" in order and len(order) > 1:
+        rest, rp = data[data.strategy != "RP"], data[data.strategy == "RP"]
+        if _span(rp.intensification) > 2 * _span(rest.intensification):
+            others = [o for o in order if o != "RP"]
+            width = (COLUMN - 260) * len(others) // len(order)
+            return alt.hconcat(
+                part(rest, others, width, ", ".join(others)),
+                part(rp, ["RP"], COLUMN - 260 - width, "RP (own scale)"),
+                title=title,
+            ).resolve_scale(y="independent", color="shared")
+    return part(data, order, COLUMN - 160 - (40 if facet else 0)).properties(title=title)
+
+
+def _span(values: pd.Series) -> float:
+    low, high = _clip_domain(values)
+    return high - low
+
+
+def _boxes(
+    data: pd.DataFrame, group: str, order: list[str], palette: list[str], width: int, title: str = ""
+) -> alt.LayerChart:
+    """Boxes of ``data`` for the levels ``order``, coloured as ``palette`` (every level of the chart)."""
     y = alt.Y(
         "intensification:Q",
         title="intensification ratio I",
@@ -31,23 +97,25 @@ def boxplot(table: pd.DataFrame, group: str, facet: str | None = None, title: st
         alt.Chart()
         .mark_boxplot(extent=1.5, outliers={"size": 4, "opacity": 0.4})
         .encode(
-            x=alt.X("compression:O", title="compression ratio t"),
+            x=alt.X("compression:O", title="compression ratio t", axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset(f"{group}:N", sort=order),
             y=y,
-            color=alt.Color(f"{group}:N", sort=order),
+            color=alt.Color(
+                f"{group}:N",
+                sort=palette,
+                scale=color_scale(group, palette),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=300),
+            ),
         )
     )
     one = alt.Chart().mark_rule(strokeDash=[6, 4], color="black").encode(y=alt.datum(1.0))
-    chart = alt.layer(boxes, one, data=data).properties(width=520, height=260)
-    if facet:
-        return chart.facet(row=alt.Row(f"{facet}:N", sort=order_of(table[facet])), title=title)
-    return chart.properties(title=title)
+    return alt.layer(boxes, one, data=data).properties(width=width, height=260, title=title)
 
 
 def scatter(table: pd.DataFrame, runs_summary: pd.DataFrame, facet: str, title: str = "") -> alt.FacetChart:
     """Bbar_t against Bbar_1 (one point per class and model), coloured by t, with the fitted
     slope lines y = alpha_hat_t x (mean over models), one panel per level of ``facet``."""
-    order = order_of(table[facet])
+    order = display_order(table[facet])
     points = table[[facet, "compression", "seed", "class", "bbar_dense", "bbar"]].assign(kind="class")
     points[facet] = points[facet].astype(str)
     x_max = float(np.nanmax(np.abs(points.bbar_dense))) if len(points) else 1.0
@@ -59,12 +127,15 @@ def scatter(table: pd.DataFrame, runs_summary: pd.DataFrame, facet: str, title: 
     )
     x = alt.X("bbar_dense:Q", title="Bbar_1 (dense)")
     y = alt.Y("bbar:Q", title="Bbar_t (pruned)")
-    color = alt.Color("compression:O", title="t", scale=alt.Scale(scheme="viridis"))
+    ratios = [f"{t:g}" for t in sorted(table.compression.unique())]
+    points["compression"] = points.compression.map("{:g}".format)
+    lines["compression"] = lines.compression.map("{:g}".format)
+    color = alt.Color("compression:N", title="t", sort=ratios, scale=color_scale("compression", ratios))
     dots = (
         alt.Chart()
         .mark_circle(size=18, opacity=0.45)
         .encode(
-            x=x, y=y, color=color, tooltip=["compression:O", "seed:Q", "class:Q", "bbar_dense:Q", "bbar:Q"]
+            x=x, y=y, color=color, tooltip=["compression:N", "seed:Q", "class:Q", "bbar_dense:Q", "bbar:Q"]
         )
         .transform_filter(alt.datum.kind == "class")
     )
@@ -75,15 +146,61 @@ def scatter(table: pd.DataFrame, runs_summary: pd.DataFrame, facet: str, title: 
             x=x,
             y=y,
             color=color,
-            detail="compression:O",
-            tooltip=["compression:O", alt.Tooltip("alpha_hat:Q", format=".3f")],
+            detail="compression:N",
+            tooltip=["compression:N", alt.Tooltip("alpha_hat:Q", format=".3f")],
         )
         .transform_filter(alt.datum.kind == "fit")
     )
     data = pd.concat([points, lines], ignore_index=True)
     return (
         alt.layer(dots, fits, data=data)
-        .properties(width=250, height=220)
+        .properties(width=(COLUMN - 180) // 2, height=200)
+        .facet(facet=alt.Facet(f"{facet}:N", title=facet, sort=order), columns=2, title=title)
+        .resolve_scale(x="independent", y="independent")  # RP's spread must not flatten the others
+    )
+
+
+def class_heatmap(table: pd.DataFrame, facet: str = "strategy", title: str = "") -> alt.FacetChart:
+    """Per class c and ratio t: mean over models of B_t^c = R_t^c - A_t (red: the class lost recall
+    relative to accuracy, blue: gained), one panel per level of ``facet``; tooltips give the values."""
+    order = display_order(table[facet])
+    data = (
+        table.assign(
+            balance=table.recall - table.accuracy, balance_dense=table.bbar_dense * table.dense_accuracy
+        )
+        .groupby([facet, "compression", "class"], observed=True)
+        .agg(balance=("balance", "mean"), balance_dense=("balance_dense", "mean"), recall=("recall", "mean"))
+        .reset_index()
+        .astype({facet: str, "class": str})
+    )
+    data["change"] = data.balance - data.balance_dense
+    data["compression"] = data.compression.map("{:g}".format)
+    ratios = [f"{t:g}" for t in sorted(table.compression.unique())]
+    bound = float(np.nanmax(np.abs(data.balance))) if len(data) else 1.0
+    classes = sorted(data["class"].unique(), key=int)
+    return (
+        alt.Chart(data)
+        .mark_rect()
+        .encode(
+            x=alt.X("compression:O", title="compression ratio t", sort=ratios, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("class:O", title="class", sort=classes),
+            color=alt.Color(
+                "balance:Q",
+                title="B_t (recall - accuracy)",
+                scale=alt.Scale(scheme="redblue", domain=[-bound, bound]),
+                legend=alt.Legend(orient="bottom", gradientLength=260),
+            ),
+            tooltip=[
+                f"{facet}:N",
+                alt.Tooltip("compression:O", title="t"),
+                "class:O",
+                alt.Tooltip("recall:Q", format=".3f", title="recall"),
+                alt.Tooltip("balance:Q", format="+.3f", title="B_t"),
+                alt.Tooltip("balance_dense:Q", format="+.3f", title="B_1 (dense)"),
+                alt.Tooltip("change:Q", format="+.3f", title="B_t - B_1"),
+            ],
+        )
+        .properties(width=(COLUMN - 140) // 2, height=14 * len(classes))
         .facet(facet=alt.Facet(f"{facet}:N", title=facet, sort=order), columns=2, title=title)
     )
 

@@ -96,7 +96,10 @@ def pruning_table(spec: Spec) -> pd.DataFrame:
 def strategies_table() -> pd.DataFrame:
     """Each registered strategy and the score it keeps the highest of."""
     return pd.DataFrame(
-        [{"strategy": n, "score": STRATEGIES[n].__doc__.strip().splitlines()[0]} for n in STRATEGIES.names()]
+        [
+            {"strategy": n, "score": STRATEGIES[n].__doc__.strip().splitlines()[0].replace("``", "")}
+            for n in STRATEGIES.names()
+        ]
     )
 
 
@@ -114,7 +117,7 @@ def deviations_table(spec: Spec) -> pd.DataFrame:
         "finetune_epochs": ", ".join(map(str, epochs)),
         "seeds": f"{seeds} models per configuration",
         "data": ", ".join(sorted({d.dataset for d in spec.dense})),
-        "grad": ", ".join(f"{n} batch(es) of {b}" for n, b in grads),
+        "grad": ", ".join(f"{n} batch{'es' if n != 1 else ''} of {b}" for n, b in grads),
     }
     return pd.DataFrame(
         [{"setting": key.replace("_", " "), "authors": AUTHORS[key], "ours": ours[key]} for key in AUTHORS]

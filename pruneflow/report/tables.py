@@ -11,6 +11,10 @@ From the tidy result rows (:func:`pruneflow.experiment.results.load`):
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,11 +43,21 @@ def gather(
     profile: str, results: str, grid_name: str, only: dict[str, str] | None = None, stage: str = "finetuned"
 ) -> Evidence:
     """Run (or read back) the grid ``grid_name`` of ``profile`` and derive the question's tables."""
-    frame = grid.run(load_profile(profile).subset(grid_name), results, only=only, progress=False)
+    frame = rows(profile, results, grid_name, only)
     good, failed = ok_rows(frame)
     table = intensification(good, stage)
     runs = pd.concat([alphas(t) for _, t in table.groupby("dataset")], ignore_index=True)
     return Evidence(frame, table, runs, failed)
+
+
+def rows(profile: str, results: str, grid_name: str | None = None, only: dict[str, str] | None = None):
+    """The result rows of ``profile`` (its grid ``grid_name`` if given), read back from ``results``.
+
+    The book runs the grid before its pages, so this only reads; a page executed alone computes
+    what is missing, quietly (no grid summary line on a page)."""
+    spec = load_profile(profile)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return grid.run(spec.subset(grid_name) if grid_name else spec, results, only=only, progress=False)
 
 
 def ok_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -200,9 +214,75 @@ def tally(summary_table: pd.DataFrame, cell: str) -> str:
     )
 
 
-def show(table: pd.DataFrame, digits: int = 3):
-    """A table formatted for the page: fixed decimals, no index."""
-    return table.style.format(precision=digits, na_rep="-").hide(axis="index")
+# Column names as a reader reads them (the tables keep their tidy names).
+HEADERS = {
+    "compression": "t",
+    "alpha_hat": "mean \u03b1\u0302",
+    "ci_low": "99% CI low",
+    "ci_high": "99% CI high",
+    "dense_accuracy": "dense accuracy",
+    "undefined_I": "classes with undefined I",
+    "n_params": "parameters",
+    "run_id": "run",
+    "dense_id": "dense model",
+    "alpha_hat_diff": "\u0394 \u03b1\u0302",
+    "alpha_hat_low": "\u0394 \u03b1\u0302 low",
+    "alpha_hat_high": "\u0394 \u03b1\u0302 high",
+    "alpha_hat_mark": "\u0394 \u03b1\u0302 mark",
+    "accuracy_diff": "\u0394 accuracy",
+    "accuracy_low": "\u0394 acc. low",
+    "accuracy_high": "\u0394 acc. high",
+    "accuracy_mark": "\u0394 acc. mark",
+}
+# Columns shown with as many digits as they need (ratios, widths, counts), not fixed decimals.
+GENERAL = {"compression", "width", "seed", "models", "classes", "n_params", "undefined_I", "epochs"}
+PAGE_ENV = "PRUNEFLOW_BOOK_PAGE"  # set by pruneflow.report.book for the page being executed
+DATA_ENV = "PRUNEFLOW_BOOK_DATA"
+_exported: list[str] = []
+
+
+def show(table: pd.DataFrame, digits: int = 3, name: str | None = None, max_columns: int = 8):
+    """A table formatted for the page: fixed decimals (ratios and counts as they are), human
+    headers, no index, the first ``max_columns`` columns; in the book, the whole table is also saved
+    as ``_static/data/{page}-{name}.csv`` (``name`` defaults to ``table-{n}``, the n-th table of
+    the page) and linked under it, naming the columns only the CSV holds."""
+    link = _export(table, name)
+    flat = not isinstance(table.columns, pd.MultiIndex)  # side-by-side tables stay whole
+    hidden = [HEADERS.get(c, str(c).replace("_", " ")) for c in table.columns[max_columns:]] if flat else []
+    if link is not None and flat:
+        table = table[table.columns[:max_columns]]
+    general = [c for c in table.columns if GENERAL & set(c if isinstance(c, tuple) else [c])]
+    style = (
+        table.style.format(precision=digits, na_rep="-", thousands=",")
+        .format("{:g}", subset=general, na_rep="-")
+        .format_index(lambda c: HEADERS.get(c, str(c).replace("_", " ")), axis=1)
+        .hide(axis="index")
+        .set_table_attributes('class="pruneflow-table"')
+    )
+    text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c]) and c not in general]
+    style = style.set_properties(subset=text, **{"text-align": "left", "white-space": "normal"})
+    if link is None:
+        return style
+    from IPython.display import HTML
+
+    more = f" (also: {', '.join(hidden)})" if hidden else ""
+    csv = f'<p class="pruneflow-csv"><a href="{link}" download>CSV of this table</a>{more}</p>'
+    return HTML(style.to_html() + csv)
+
+
+def _export(table: pd.DataFrame, name: str | None) -> str | None:
+    """Write ``table`` to the book's data folder; its link relative to a page, or None outside the book."""
+    page, folder = os.environ.get(PAGE_ENV), os.environ.get(DATA_ENV)
+    if not page or not folder:
+        return None
+    _exported.append(page)
+    slug = re.sub(r"[^a-z0-9]+", "-", (name or f"table-{_exported.count(page)}").lower()).strip("-")
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = ["_".join(map(str, c)).strip("_") for c in flat.columns]
+    file = f"{page}-{slug}.csv"
+    flat.to_csv(os.path.join(folder, file), index=False)
+    return f"../_static/data/{file}"
 
 
 def difficulty_order(runs: pd.DataFrame) -> pd.DataFrame:
