@@ -89,8 +89,9 @@ def fit_many(
 
 def supports(model: nn.Module, data: Dataset, schedule: Schedule) -> bool:
     """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule``
-    (no buffers, no augmentation, fp32)."""
-    return not data.augment and next(model.buffers(), None) is None and schedule.precision == "fp32"
+    (no buffers, no augmentation, fp32, cosine schedule, no validation split)."""
+    plain = not schedule.lr_steps and not schedule.validation
+    return plain and not data.augment and next(model.buffers(), None) is None and schedule.precision == "fp32"
 
 
 def _check(

@@ -16,9 +16,17 @@ from ..registry import check_choice
 from ..strategies import STRATEGIES
 from ..train import Schedule
 
+_LATER_DEFAULTS = {"lr_steps": [], "validation": 0.0}  # schedule fields hashed only when set (as JSON)
+
 
 def _identity(kind: str, payload: dict[str, Any]) -> str:
-    """First 12 hex digits of sha256 over the config's fields, its kind and the package version."""
+    """First 12 hex digits of sha256 over the config's fields, its kind and the package version
+    (schedule options added later enter only when set, so earlier results keep their ids)."""
+    payload = json.loads(json.dumps(payload))
+    for train in (payload.get("train"), payload.get("dense", {}).get("train")):
+        for key, default in _LATER_DEFAULTS.items():
+            if train is not None and train.get(key) == default:
+                train.pop(key)
     text = json.dumps({"kind": kind, "version": __version__, **payload}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -85,7 +93,13 @@ class PruneConfig:
     def finetune(self) -> Schedule:
         t = self.dense.train
         return Schedule(
-            self.finetune_epochs, self.finetune_lr, t.momentum, t.weight_decay, t.batch_size, t.precision
+            self.finetune_epochs,
+            self.finetune_lr,
+            t.momentum,
+            t.weight_decay,
+            t.batch_size,
+            t.precision,
+            validation=t.validation,
         )
 
 
