@@ -104,10 +104,10 @@ def parse(spec: dict[str, Any]) -> Profile:
 
 def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any], seeds: int):
     pruning = {"basis": "prunable", "grad_batches": 1, "grad_batch_size": 128, **spec.get("pruning", {})}
-    finetune = spec.get("finetune", {})
     for dataset in grid.get("datasets", list(datasets)):
         check_choice("dataset", dataset, DATASETS.names())
         per_dataset = datasets.get(dataset) or {}
+        finetune = {**spec.get("finetune", {}), **per_dataset.get("finetune", {})}
         train = Schedule(**{**spec.get("train", {}), **per_dataset.get("train", {})})
         models = grid.get("models", [per_dataset.get("model")])
         for model, seed, strategy, ratio, basis in itertools.product(
