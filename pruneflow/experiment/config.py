@@ -16,6 +16,7 @@ from ..registry import check_choice
 from ..strategies import STRATEGIES
 from ..train import Schedule
 
+CONTROL = "control"  # reserved strategy name of the fine-tuned, unpruned t = 1 run
 _LATER_DEFAULTS = {"lr_steps": [], "validation": 0.0}  # schedule fields hashed only when set (as JSON)
 
 
@@ -76,8 +77,12 @@ class PruneConfig:
     finetune_lr: float = 0.01
 
     def __post_init__(self) -> None:
-        check_choice("strategy", self.strategy, STRATEGIES.names())
-        check_compression(self.compression)
+        if self.strategy == CONTROL:  # the t = 1 control: fine-tuned like the others, nothing pruned
+            if self.compression != 1:
+                raise ValueError(f"the {CONTROL!r} run has compression 1, got {self.compression!r}")
+        else:
+            check_choice("strategy", self.strategy, [*STRATEGIES.names(), CONTROL])
+            check_compression(self.compression)
         object.__setattr__(self, "compression", float(self.compression))  # 2 and 2.0: one hash
         check_choice("basis", self.basis, BASES)
         if self.grad_batches < 1 or self.grad_batch_size < 1:

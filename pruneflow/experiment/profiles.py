@@ -35,7 +35,7 @@ import yaml
 from ..data import DATASETS
 from ..registry import check_choice
 from ..train import Schedule
-from .config import DenseConfig, PruneConfig
+from .config import CONTROL, DenseConfig, PruneConfig
 
 DEFAULT_RATIOS = (2, 4, 10, 20, 50)
 
@@ -110,6 +110,12 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
         finetune = {**spec.get("finetune", {}), **per_dataset.get("finetune", {})}
         train = Schedule(**{**spec.get("train", {}), **per_dataset.get("train", {})})
         models = grid.get("models", [per_dataset.get("model")])
+        epochs, lr = finetune.get("epochs", 10), finetune.get("lr", 0.01)
+        first = (
+            grid.get("strategies", ["MP"])[0],
+            grid.get("ratios", DEFAULT_RATIOS)[0],
+            grid.get("bases", [pruning["basis"]])[0],
+        )
         for model, seed, strategy, ratio, basis in itertools.product(
             models,
             range(grid.get("seeds", seeds)),
@@ -125,6 +131,8 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
                 (model, 1.0) if isinstance(model, str) else (model["name"], float(model.get("width", 1)))
             )
             dense = DenseConfig(dataset, name, seed, train, width)
+            if grid.get("control") and (strategy, ratio, basis) == first:  # once per dense model
+                yield PruneConfig(dense, CONTROL, 1, basis, finetune_epochs=epochs, finetune_lr=lr)
             yield PruneConfig(
                 dense,
                 strategy,
@@ -132,6 +140,6 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
                 basis,
                 pruning["grad_batches"],
                 pruning["grad_batch_size"],
-                finetune.get("epochs", 10),
-                finetune.get("lr", 0.01),
+                epochs,
+                lr,
             )

@@ -4,7 +4,9 @@
   at 95% family-wise (Bonferroni, 0.05 / 5 = 0.01); :func:`pruneflow.report.tables.summary` at 0.99;
 - pooled alpha_hat per cell: one slope through the origin of Bbar_t on Bbar_1 over all models'
   classes, ``sum(x y) / sum(x^2)``, with ``r^2 = 1 - SS_res / SS_tot`` (SS_tot about the mean of Bbar_t);
-- four families of t-tests, each table's p-values multiplied by its number of rows (capped at 1).
+- four families of t-tests, each table's p-values multiplied by its number of rows (capped at 1);
+- the t = 1 control (issue 12): the control's alpha_hat against its dense model, and the pruned
+  runs' alpha_hat against the control (reference Bbar from the control's fine-tuned stage).
 
 The published numbers (Figure 5 values, Figures 1-4 marks) are package data: :func:`published`.
 """
@@ -19,7 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .tables import summary
+from ..experiment.config import CONTROL
+from ..metrics import intensification_ratio
+from .tables import alphas, summary
 
 FAMILY_LEVEL = 0.95
 RATIOS_PER_FAMILY = 5
@@ -143,3 +147,23 @@ def strategy_tests(runs: pd.DataFrame, strategies: Sequence[str]) -> pd.DataFram
 def consecutive(levels: Sequence[object]) -> list[tuple[object, object]]:
     """Pairs of consecutive levels: [(l0, l1), (l1, l2), ...]."""
     return list(pairwise(levels))
+
+
+def control_vs_dense(table: pd.DataFrame) -> pd.DataFrame:
+    """Per control run: alpha_hat of the fine-tuned, unpruned model against its dense model
+    (``table``: :func:`pruneflow.report.tables.intensification`); > 1 means extra training alone
+    intensifies, < 1 that it de-intensifies."""
+    return alphas(table[table.strategy == CONTROL])
+
+
+def against_control(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pruned run: alpha_hat with the control's fine-tuned Bbar (same dense model) as reference,
+    ``sum(Bbar_ctl Bbar_t) / sum(Bbar_ctl^2)``; runs whose dense model has no control are dropped.
+    The result has the columns of :func:`pruneflow.report.tables.alphas` plus ``reference="control"``."""
+    control = table[table.strategy == CONTROL][["dense_id", "class", "bbar"]].rename(
+        columns={"bbar": "bbar_ctl"}
+    )
+    pruned = table[table.strategy != CONTROL].merge(control, on=["dense_id", "class"], validate="many_to_one")
+    pruned = pruned.assign(bbar_dense=pruned.bbar_ctl).drop(columns="bbar_ctl")
+    pruned["intensification"] = intensification_ratio(pruned.bbar.to_numpy(), pruned.bbar_dense.to_numpy())
+    return alphas(pruned).assign(reference="control")
