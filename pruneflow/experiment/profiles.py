@@ -104,6 +104,7 @@ def parse(spec: dict[str, Any]) -> Profile:
 
 def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any], seeds: int):
     pruning = {"basis": "prunable", "grad_batches": 1, "grad_batch_size": 128, **spec.get("pruning", {})}
+    controlled: set[DenseConfig] = set()
     for dataset in grid.get("datasets", list(datasets)):
         check_choice("dataset", dataset, DATASETS.names())
         per_dataset = datasets.get(dataset) or {}
@@ -111,11 +112,6 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
         train = Schedule(**{**spec.get("train", {}), **per_dataset.get("train", {})})
         models = grid.get("models", [per_dataset.get("model")])
         epochs, lr = finetune.get("epochs", 10), finetune.get("lr", 0.01)
-        first = (
-            grid.get("strategies", ["MP"])[0],
-            grid.get("ratios", DEFAULT_RATIOS)[0],
-            grid.get("bases", [pruning["basis"]])[0],
-        )
         for model, seed, strategy, ratio, basis in itertools.product(
             models,
             range(grid.get("seeds", seeds)),
@@ -131,7 +127,8 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
                 (model, 1.0) if isinstance(model, str) else (model["name"], float(model.get("width", 1)))
             )
             dense = DenseConfig(dataset, name, seed, train, width)
-            if grid.get("control") and (strategy, ratio, basis) == first:  # once per dense model
+            if grid.get("control") and dense not in controlled:  # once per dense model
+                controlled.add(dense)
                 yield PruneConfig(dense, CONTROL, 1, basis, finetune_epochs=epochs, finetune_lr=lr)
             yield PruneConfig(
                 dense,

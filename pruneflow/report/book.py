@@ -34,6 +34,8 @@ PAGES = (
     "q4_undecayed",
     "conclusions",
     "appendix",
+    "paper_analyses",
+    "paper_vs_ours",
 )
 
 

@@ -167,3 +167,15 @@ def against_control(table: pd.DataFrame) -> pd.DataFrame:
     pruned = pruned.assign(bbar_dense=pruned.bbar_ctl).drop(columns="bbar_ctl")
     pruned["intensification"] = intensification_ratio(pruned.bbar.to_numpy(), pruned.bbar_dense.to_numpy())
     return alphas(pruned).assign(reference="control")
+
+
+def paper_vs_ours(published_cells: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    """Each published cell (dataset, model, strategy, t) beside our pooled cell: the same cell if we
+    ran it (``same_cell``), else every cell we ran with the same strategy and t."""
+    keys = ["dataset", "model", "strategy", "compression"]
+    mine = ours.rename(columns={c: f"our_{c}" for c in ours.columns if c not in ("strategy", "compression")})
+    side = published_cells.merge(mine, on=["strategy", "compression"], how="left")
+    same = (side.dataset == side.our_dataset) & (side.model == side.our_model)
+    exact = same.groupby([side[k] for k in keys]).transform("any")
+    side = side[same | ~exact].assign(same_cell=same[same | ~exact])
+    return side.sort_values([*keys, "our_dataset"]).reset_index(drop=True)
