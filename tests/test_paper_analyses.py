@@ -96,3 +96,49 @@ def test_published_numbers_round_trip() -> None:
     assert mp2.to_dict() == {"pooled_alpha_hat": 0.928, "r2": 0.978, "accuracy": 0.897}
     marks = pub[pub.quantity == "mark"]
     assert set(marks.value) == {"<", ">", "?"} and len(marks) == (4 + 5 + 4 + 4) * 5  # Figures 1-4 cells
+
+
+def test_paper_vs_ours_prefers_the_same_cell_else_labels_stand_ins() -> None:
+    pub = paper.published()
+    fig5 = (
+        pub[pub.figure == "figure5"]
+        .pivot_table(
+            index=["dataset", "model", "strategy", "compression"],
+            columns="quantity",
+            values="value",
+            aggfunc="first",
+        )
+        .astype(float)
+        .reset_index()
+    )
+    ours = pd.DataFrame(
+        [
+            {
+                "dataset": "cifar10",
+                "model": "resnet56",
+                "strategy": "MP",
+                "compression": 2.0,
+                "pooled_alpha_hat": 0.9,
+            },
+            {
+                "dataset": "digits",
+                "model": "lenet",
+                "strategy": "MP",
+                "compression": 2.0,
+                "pooled_alpha_hat": 1.1,
+            },
+            {
+                "dataset": "digits",
+                "model": "lenet",
+                "strategy": "GP",
+                "compression": 2.0,
+                "pooled_alpha_hat": 1.2,
+            },
+        ]
+    )
+    side = paper.paper_vs_ours(fig5, ours)
+    assert len(side) == len(fig5)  # every published cell once: exact match, stand-in, or none
+    mp2 = side[(side.strategy == "MP") & (side.compression == 2)].iloc[0]
+    assert mp2.same_cell and mp2.our_pooled_alpha_hat == 0.9 and mp2.pooled_alpha_hat == 0.928
+    gp2 = side[(side.strategy == "GP") & (side.compression == 2)].iloc[0]
+    assert not gp2.same_cell and gp2.our_dataset == "digits" and gp2.pooled_alpha_hat == 0.932
