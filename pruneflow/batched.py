@@ -93,8 +93,9 @@ def fit_many(
 
 
 def supports(model: nn.Module, data: Dataset, schedule: Schedule) -> bool:
-    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule`` (fp32)."""
-    return schedule.precision == "fp32"
+    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule`` (fp32,
+    cosine schedule, no validation split)."""
+    return schedule.precision == "fp32" and not schedule.lr_steps and not schedule.validation
 
 
 def _check(

@@ -2,7 +2,7 @@
 
 - ``lenet300-100``: the MLP 300-100 of LeCun et al.; ``width`` scales the hidden sizes.
 - ``lenet5``: LeNet-5 (conv 6-16, fc 120-84) for 28x28 inputs; ``width`` scales every layer.
-- ``resnet20/32/44/56``: He et al.'s CIFAR ResNets (3 stages of 16/32/64 channels x ``width``,
+- ``resnet20/32/44/56/110``: He et al.'s CIFAR ResNets (3 stages of 16/32/64 channels x ``width``,
   identity shortcuts padded with zeros, "option A").
 
 The classifier is always the model's last ``nn.Linear``: pruning never touches it.
@@ -128,5 +128,5 @@ def _resnet(depth: int) -> Builder:
     return builder
 
 
-for _depth in (20, 32, 44, 56):
+for _depth in (20, 32, 44, 56, 110):
     MODELS.register(f"resnet{_depth}")(_resnet(_depth))

@@ -117,8 +117,12 @@ def compute_mask(
     n_prunable, n_all = parameter_counts(model)
     keep = weights_to_keep(compression, basis, n_prunable, n_all)
     weights = prunable_weights(model)
-    scores = score(weights, Context(model, batches, weight_decay, generator(seed)))
-    masks = global_mask(scores, keep)
+    context = Context(model, batches, weight_decay, generator(seed), keep / n_prunable)
+    if getattr(score, "draws_mask", False):  # the strategy draws its masks; the kept count is random
+        masks = Mask(score(weights, context))
+        keep = max(sum(int(m.sum()) for m in masks.values()), 1)
+    else:
+        masks = global_mask(score(weights, context), keep)
     by_basis = {"prunable": n_prunable / keep, "all": n_all / (n_all - n_prunable + keep)}
     return PruneResult(masks, by_basis[basis], by_basis["prunable"], by_basis["all"], keep, n_prunable, n_all)
 

@@ -29,6 +29,7 @@ class Context:
     batches: Batches | None
     weight_decay: float
     generator: torch.Generator
+    keep_fraction: float = 1.0  # kept / prunable weights; read by mask-drawing strategies only
 
 
 Scores = dict[str, Tensor]
@@ -69,6 +70,34 @@ def random(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """RP: i.i.d. uniform scores from the seeded generator, so the kept set is a uniformly random
     subset of exactly the requested size (the authors drew Bernoulli masks, of random size)."""
     return {n: torch.rand(w.shape, generator=ctx.generator).to(w.device) for n, w in weights.items()}
+
+
+@STRATEGIES.register("UP-signed")
+def undecayed_signed(weights: dict[str, Tensor], ctx: Context) -> Scores:
+    """UP-signed: ``eps * w^2 - w * g`` without the absolute value (the authors' script ranked so).
+
+    A weight whose removal lowers the undecayed loss gets a negative score and is pruned first.
+    """
+    grads = loss_gradients(ctx.model, weights, ctx.batches)
+    eps = ctx.weight_decay
+    return {n: eps * w.detach() ** 2 - w.detach() * grads[n] for n, w in weights.items()}
+
+
+def draws_mask(strategy: Strategy) -> Strategy:
+    """Mark ``strategy`` as returning boolean keep-masks itself (of random size), not scores."""
+    strategy.draws_mask = True  # type: ignore[attr-defined]
+    return strategy
+
+
+@STRATEGIES.register("RP-bernoulli")
+@draws_mask
+def random_bernoulli(weights: dict[str, Tensor], ctx: Context) -> Scores:
+    """RP-bernoulli: keep each weight independently with probability ``kept / prunable`` (the layer's
+    keep fraction; the authors' code drew RP so), so the kept count is Binomial, not exact."""
+    return {
+        n: (torch.rand(w.shape, generator=ctx.generator) < ctx.keep_fraction).to(w.device)
+        for n, w in weights.items()
+    }
 
 
 def loss_gradients(model: nn.Module, weights: dict[str, Tensor], batches: Batches | None) -> Scores:

@@ -183,6 +183,9 @@ def test_book_builds_and_renders_offline(built):
             assert len(result.charts) >= 2, f"{page.name}: boxplot and scatter expected"
         assert result.math.containers > 0, f"{page.name}: no math typeset"
     assert len(check_page(html / "generated" / "q1_strategy-digits.html").charts) >= 3, "heatmap expected"
+    paper_page = html / "generated" / "paper_vs_ours.html"  # issue 12: the published numbers round-trip
+    assert len(check_page(paper_page, png=SCREENSHOT_DIR / "paper_vs_ours.png").charts) >= 1
+    assert "0.928" in paper_page.read_text()  # Figure 5, MP at t = 2, read from the CSV
 
 
 @pytest.mark.slow

@@ -18,10 +18,19 @@ from ..strategies import STRATEGIES
 from ..train import Schedule
 from .fingerprint import dense_fingerprint, prune_fingerprint
 
+CONTROL = "control"  # reserved strategy name of the fine-tuned, unpruned t = 1 run
+_LATER_DEFAULTS = {"lr_steps": [], "validation": 0.0}  # schedule fields hashed only when set (as JSON)
+
 
 def _identity(kind: str, payload: dict[str, Any], code: str) -> str:
     """First 12 hex digits of sha256 over the config's fields, its kind, the package version and
-    the fingerprint ``code`` of the code that computes it."""
+    the fingerprint ``code`` of the code that computes it (schedule options added later enter only
+    when set, so that adding an option does not rename every run)."""
+    payload = json.loads(json.dumps(payload))
+    for train in (payload.get("train"), payload.get("dense", {}).get("train")):
+        for key, default in _LATER_DEFAULTS.items():
+            if train is not None and train.get(key) == default:
+                train.pop(key)
     text = json.dumps({"kind": kind, "version": __version__, "code": code, **payload}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -76,8 +85,12 @@ class PruneConfig:
     finetune_lr: float = 0.01
 
     def __post_init__(self) -> None:
-        check_choice("strategy", self.strategy, STRATEGIES.names())
-        check_compression(self.compression)
+        if self.strategy == CONTROL:  # the t = 1 control: fine-tuned like the others, nothing pruned
+            if self.compression != 1:
+                raise ValueError(f"the {CONTROL!r} run has compression 1, got {self.compression!r}")
+        else:
+            check_choice("strategy", self.strategy, [*STRATEGIES.names(), CONTROL])
+            check_compression(self.compression)
         object.__setattr__(self, "compression", float(self.compression))  # 2 and 2.0: one hash
         check_choice("basis", self.basis, BASES)
         if self.grad_batches < 1 or self.grad_batch_size < 1:
@@ -98,7 +111,13 @@ class PruneConfig:
     def finetune(self) -> Schedule:
         t = self.dense.train
         return Schedule(
-            self.finetune_epochs, self.finetune_lr, t.momentum, t.weight_decay, t.batch_size, t.precision
+            self.finetune_epochs,
+            self.finetune_lr,
+            t.momentum,
+            t.weight_decay,
+            t.batch_size,
+            t.precision,
+            validation=t.validation,
         )
 
 

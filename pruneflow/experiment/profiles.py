@@ -42,7 +42,7 @@ from ..pruning import BASES
 from ..registry import check_choice
 from ..strategies import STRATEGIES
 from ..train import Schedule
-from .config import DenseConfig, PruneConfig
+from .config import CONTROL, DenseConfig, PruneConfig
 from .plugins import import_plugins
 
 DEFAULT_RATIOS = (2, 4, 10, 20, 50)
@@ -92,7 +92,10 @@ SCHEDULE = {
     "weight_decay": "number",
     "batch_size": "int",
     "precision": "str",
+    "lr_steps": [["number"]],  # [[epochs, lr factor], ...] stages of a step schedule
+    "validation": "number",  # held-out fraction for best-validation-loss selection
 }
+FINETUNE = {"epochs": "int", "lr": "number"}
 GRID = {
     "datasets": ["dataset"],
     "models": ["model"],
@@ -100,6 +103,7 @@ GRID = {
     "ratios": ["number"],
     "bases": ["basis"],
     "seeds": "int",
+    "control": "bool",  # one unpruned, fine-tuned t = 1 run per dense model
 }
 SCHEMA: dict[str, Schema] = {
     "name": "str",
@@ -107,9 +111,9 @@ SCHEMA: dict[str, Schema] = {
     "plugins": ["str"],
     "seeds": "int",
     "train": SCHEDULE,
-    "finetune": {"epochs": "int", "lr": "number"},
+    "finetune": FINETUNE,
     "pruning": {"basis": "basis", "grad_batches": "int", "grad_batch_size": "int"},
-    "datasets": ("map", {"model": "model", "train": SCHEDULE}, "dataset"),
+    "datasets": ("map", {"model": "model", "train": SCHEDULE, "finetune": FINETUNE}, "dataset"),
     "grids": ("map", GRID),
     "report": ("map", ("map", ("map", "any"))),
 }
@@ -241,12 +245,14 @@ def _check(value: Any, schema: Schema, path: str, source: str) -> None:
         )
 
 
-_EXPECTED = {"int": "an integer", "number": "a number", "any": "anything"}
+_EXPECTED = {"int": "an integer", "number": "a number", "bool": "true or false", "any": "anything"}
 
 
 def _fits(value: Any, leaf: str) -> bool:
     if leaf == "any":
         return True
+    if leaf == "bool":
+        return isinstance(value, bool)
     if leaf == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if leaf == "number":
@@ -262,12 +268,14 @@ def _fits(value: Any, leaf: str) -> bool:
 
 def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any], seeds: int):
     pruning = {"basis": "prunable", "grad_batches": 1, "grad_batch_size": 128, **(spec.get("pruning") or {})}
-    finetune = spec.get("finetune") or {}
+    controlled: set[DenseConfig] = set()
     for dataset in grid.get("datasets", list(datasets)):
         check_choice("dataset", dataset, DATASETS.names())
         per_dataset = datasets.get(dataset) or {}
+        finetune = {**(spec.get("finetune") or {}), **(per_dataset.get("finetune") or {})}
         train = Schedule(**{**(spec.get("train") or {}), **(per_dataset.get("train") or {})})
         models = grid.get("models", [per_dataset.get("model")])
+        epochs, lr = finetune.get("epochs", 10), finetune.get("lr", 0.01)
         for model, seed, strategy, ratio, basis in itertools.product(
             models,
             range(grid.get("seeds", seeds)),
@@ -283,6 +291,9 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
                 (model, 1.0) if isinstance(model, str) else (model["name"], float(model.get("width", 1)))
             )
             dense = DenseConfig(dataset, name, seed, train, width)
+            if grid.get("control") and dense not in controlled:  # once per dense model
+                controlled.add(dense)
+                yield PruneConfig(dense, CONTROL, 1, basis, finetune_epochs=epochs, finetune_lr=lr)
             yield PruneConfig(
                 dense,
                 strategy,
@@ -290,6 +301,6 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
                 basis,
                 pruning["grad_batches"],
                 pruning["grad_batch_size"],
-                finetune.get("epochs", 10),
-                finetune.get("lr", 0.01),
+                epochs,
+                lr,
             )

@@ -28,7 +28,7 @@ from ..masks import Mask, parameter_counts
 from ..metrics import accuracy_from_confusion, recall_from_confusion
 from ..pruning import Unreachable, prune
 from ..train import Diverged, evaluate, fit, gradient_batches
-from .config import DenseConfig, PruneConfig
+from .config import CONTROL, DenseConfig, PruneConfig
 from .provenance import code_version, device_name
 from .results import SCHEMA, Store
 
@@ -244,6 +244,12 @@ def _prune_step(
     clock: Stopwatch,
     start: float,
 ) -> _Pruned:
+    if run.strategy == CONTROL:  # t = 1: every weight kept, fine-tuned with the same schedule
+        model = copy.deepcopy(dense_model)
+        common = {**common, "compression_prunable": 1.0, "compression_all": 1.0}
+        with clock("evaluate"):
+            confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
+        return _Pruned(run, model, Mask.ones_like(model), common, confusion, start)
     with clock("prune"):
         model = copy.deepcopy(dense_model)
         batches = gradient_batches(

@@ -52,6 +52,8 @@ PAGES = [
     "q4_undecayed",
     "conclusions",
     "appendix",
+    "paper_analyses",
+    "paper_vs_ours",
 ]
 CACHE = ".pages.json"
 DATA_ENV, PAGE_ENV = "PRUNEFLOW_BOOK_DATA", "PRUNEFLOW_BOOK_PAGE"  # where tables.show writes CSVs

@@ -256,24 +256,26 @@ def forest(
         band = alt.Chart().mark_bar(opacity=0.15, color="gray").encode(x="band_low:Q", x2="band_high:Q", y=y)
         layers.insert(0, band)
     height = max(60, 22 * len(data))
-    return alt.layer(*layers, data=data).properties(width=460, height=height, title=title)
+    return alt.layer(*layers, data=data).properties(width=COLUMN - 220, height=height, title=title)
 
 
 def baselines(runs: pd.DataFrame, group: str, facet: str | None = None, title: str = "") -> alt.Chart:
     """alpha_hat against retained accuracy A_t/A_1, one point per pruned run coloured by ``group`` (mean per
     group and t as large points), with the null curves alpha = A_1/A_t (additive, dashed) and alpha = error
     odds ratio (proportional, dotted) at the mean dense accuracy A_1 of each panel (``facet``, if given)."""
-    order = order_of(runs[group])
+    order = display_order(runs[group])
     if facet is None:
-        return _baseline_panel(runs, group, order).properties(title=title)
+        return _baseline_panel(runs, group, order, COLUMN - 140).properties(title=title)
     panels = [
-        _baseline_panel(runs[runs[facet].astype(str) == level], group, order).properties(title=level)
+        _baseline_panel(runs[runs[facet].astype(str) == level], group, order, (COLUMN - 160) // 2).properties(
+            title=level
+        )
         for level in order_of(runs[facet])
     ]
     return alt.concat(*panels, columns=2, title=title)
 
 
-def _baseline_panel(runs: pd.DataFrame, group: str, order: list[str]) -> alt.LayerChart:
+def _baseline_panel(runs: pd.DataFrame, group: str, order: list[str], width: int) -> alt.LayerChart:
     """One panel of :func:`baselines`."""
     points = runs[[group, "compression", "retained", "alpha_hat"]].astype({group: str})
     points = points[np.isfinite(points.alpha_hat) & np.isfinite(points.retained)]
@@ -292,7 +294,9 @@ def _baseline_panel(runs: pd.DataFrame, group: str, order: list[str]) -> alt.Lay
     y = alt.Y(
         "alpha_hat:Q", title="alpha_hat", scale=alt.Scale(domain=_clip_domain(points.alpha_hat), clamp=True)
     )
-    color = alt.Color(f"{group}:N", sort=order)
+    color = alt.Color(
+        f"{group}:N", sort=order, scale=color_scale(group, order), legend=alt.Legend(orient="bottom")
+    )
     dots = alt.Chart(points).mark_circle(size=18, opacity=0.35).encode(x=x, y=y, color=color)
     big = (
         alt.Chart(means)
@@ -301,4 +305,4 @@ def _baseline_panel(runs: pd.DataFrame, group: str, order: list[str]) -> alt.Lay
     )
     dash = alt.StrokeDash("baseline:N", scale=alt.Scale(range=[[6, 4], [2, 2]]), title="null baseline")
     curve = alt.Chart(lines).mark_line(color="black").encode(x=x, y=y, strokeDash=dash)
-    return alt.layer(curve, dots, big).properties(width=420, height=280)
+    return alt.layer(curve, dots, big).properties(width=width, height=240)

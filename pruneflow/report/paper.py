@@ -1,0 +1,181 @@
+"""The paper's own analyses (Good et al., NeurIPS 2022, Section 6), computed on our runs.
+
+- per-cell marks: the 99% t interval of E[alpha] per cell, so that a family of 5 ratios holds
+  at 95% family-wise (Bonferroni, 0.05 / 5 = 0.01); :func:`pruneflow.report.tables.summary` at 0.99;
+- pooled alpha_hat per cell: one slope through the origin of Bbar_t on Bbar_1 over all models'
+  classes, ``sum(x y) / sum(x^2)``, with ``r^2 = 1 - SS_res / SS_tot`` (SS_tot about the mean of Bbar_t);
+- four families of t-tests, each table's p-values multiplied by its number of rows (capped at 1);
+- the t = 1 control (issue 12): the control's alpha_hat against its dense model, and the pruned
+  runs' alpha_hat against the control (reference Bbar from the control's fine-tuned stage).
+
+The published numbers (Figure 5 values, Figures 1-4 marks) are package data: :func:`published`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from itertools import combinations, pairwise
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..experiment.config import CONTROL
+from ..metrics import intensification_ratio
+from .tables import alphas, summary
+
+FAMILY_LEVEL = 0.95
+RATIOS_PER_FAMILY = 5
+CELL_LEVEL = 1 - (1 - FAMILY_LEVEL) / RATIOS_PER_FAMILY  # 0.99
+
+
+def published() -> pd.DataFrame:
+    """The paper's published numbers, one row per (figure, dataset, model, strategy, t, quantity)."""
+    with resources.files(__package__).joinpath("published/good2022.csv").open() as f:
+        return pd.read_csv(f, comment="#")
+
+
+def cell_marks(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per cell: mean alpha_hat with its ``CELL_LEVEL`` interval and mark (the paper's boxplot reading)."""
+    return summary(runs, by)
+
+
+def pooled_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(slope, r^2) of y = a x through the origin: a = sum(x y) / sum(x^2), r^2 = 1 - SS_res / SS_tot."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    slope = float((x * y).sum() / (x * x).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return slope, 1 - float(((y - slope * x) ** 2).sum()) / ss_tot
+
+
+def pooled(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per cell of ``by`` and t: pooled alpha_hat and r^2 over all models' classes, mean accuracy.
+
+    ``table`` is :func:`pruneflow.report.tables.intensification` (one row per run and class)."""
+    rows = []
+    for key, cell in table.groupby([*by, "compression"], sort=True):
+        slope, r2 = pooled_fit(cell.bbar_dense.to_numpy(), cell.bbar.to_numpy())
+        rows.append(
+            {
+                **dict(zip([*by, "compression"], key, strict=True)),
+                "models": cell.run_id.nunique(),
+                "pooled_alpha_hat": slope,
+                "r2": r2,
+                "accuracy": cell.groupby("run_id").accuracy.first().mean(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _bonferroni(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a table with ``p_bonferroni = min(1, p * rows)``."""
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["p_bonferroni"] = np.minimum(1.0, frame.p * len(frame))
+    return frame
+
+
+def ratio_tests(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by`` and consecutive ratios t < t': one-sided paired t-test (pairs: the same
+    dense model) of H1 alpha_t' > alpha_t."""
+    rows = []
+    for key, group in runs.groupby(list(by), sort=True):
+        wide = group.pivot_table(index="dense_id", columns="compression", values="alpha_hat").dropna()
+        ts = sorted(wide.columns)
+        for lo, hi in pairwise(ts):
+            test = stats.ttest_rel(wide[hi], wide[lo], alternative="greater")
+            rows.append(
+                {
+                    **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                    "t": lo,
+                    "t_next": hi,
+                    "models": len(wide),
+                    "diff": float((wide[hi] - wide[lo]).mean()),
+                    "statistic": float(test.statistic),
+                    "p": float(test.pvalue),
+                }
+            )
+    return _bonferroni(rows)
+
+
+def level_tests(
+    runs: pd.DataFrame, column: str, pairs: Sequence[tuple[object, object]], *, paired: bool, alternative: str
+) -> pd.DataFrame:
+    """Per ratio and pair (a, b) of levels of ``column``: t-test of alpha_b vs alpha_a.
+
+    ``alternative="greater"`` tests H1 alpha_b > alpha_a (the paper's model-size and dataset
+    families use consecutive pairs, independent samples); ``"two-sided"`` with ``paired=True`` is
+    its strategy family (pairs: the same dense model)."""
+    rows = []
+    for t, at_t in runs.groupby("compression", sort=True):
+        for a, b in pairs:
+            x, y = at_t[at_t[column] == a], at_t[at_t[column] == b]
+            if paired:
+                both = x.merge(y, on="dense_id", suffixes=("_a", "_b"))
+                xa, yb = both.alpha_hat_a, both.alpha_hat_b
+                test = stats.ttest_rel(yb, xa, alternative=alternative)
+            else:
+                xa, yb = x.alpha_hat, y.alpha_hat
+                test = stats.ttest_ind(yb, xa, alternative=alternative)
+            if len(xa) < 2 or len(yb) < 2:
+                continue
+            rows.append(
+                {
+                    "compression": t,
+                    "a": a,
+                    "b": b,
+                    "models_a": len(xa),
+                    "models_b": len(yb),
+                    "diff": float(yb.mean() - xa.mean()),
+                    "statistic": float(test.statistic),
+                    "p": float(test.pvalue),
+                }
+            )
+    return _bonferroni(rows)
+
+
+def strategy_tests(runs: pd.DataFrame, strategies: Sequence[str]) -> pd.DataFrame:
+    """Two-sided paired t-tests between every pair of ``strategies`` at each ratio."""
+    return level_tests(
+        runs, "strategy", list(combinations(strategies, 2)), paired=True, alternative="two-sided"
+    )
+
+
+def consecutive(levels: Sequence[object]) -> list[tuple[object, object]]:
+    """Pairs of consecutive levels: [(l0, l1), (l1, l2), ...]."""
+    return list(pairwise(levels))
+
+
+def control_vs_dense(table: pd.DataFrame) -> pd.DataFrame:
+    """Per control run: alpha_hat of the fine-tuned, unpruned model against its dense model
+    (``table``: :func:`pruneflow.report.tables.intensification`); > 1 means extra training alone
+    intensifies, < 1 that it de-intensifies."""
+    return alphas(table[table.strategy == CONTROL])
+
+
+def against_control(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pruned run: alpha_hat with the control's fine-tuned Bbar (same dense model) as reference,
+    ``sum(Bbar_ctl Bbar_t) / sum(Bbar_ctl^2)``; runs whose dense model has no control are dropped.
+    The result has the columns of :func:`pruneflow.report.tables.alphas` plus ``reference="control"``."""
+    control = table[table.strategy == CONTROL][["dense_id", "class", "bbar"]].rename(
+        columns={"bbar": "bbar_ctl"}
+    )
+    pruned = table[table.strategy != CONTROL].merge(control, on=["dense_id", "class"], validate="many_to_one")
+    pruned = pruned.assign(bbar_dense=pruned.bbar_ctl).drop(columns="bbar_ctl")
+    pruned["intensification"] = intensification_ratio(pruned.bbar.to_numpy(), pruned.bbar_dense.to_numpy())
+    return alphas(pruned).assign(reference="control")
+
+
+def paper_vs_ours(published_cells: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    """Each published cell (dataset, model, strategy, t) beside our pooled cell: the same cell if we
+    ran it (``same_cell``), else every cell we ran with the same strategy and t."""
+    keys = ["dataset", "model", "strategy", "compression"]
+    mine = ours.rename(columns={c: f"our_{c}" for c in ours.columns if c not in ("strategy", "compression")})
+    side = published_cells.merge(mine, on=["strategy", "compression"], how="left")
+    same = (side.dataset == side.our_dataset) & (side.model == side.our_model)
+    exact = same.groupby([side[k] for k in keys]).transform("any")
+    side = side[same | ~exact].assign(same_cell=same[same | ~exact])
+    return side.sort_values([*keys, "our_dataset"]).reset_index(drop=True)

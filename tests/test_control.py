@@ -1,0 +1,67 @@
+"""The t = 1 control: per dense model, a run fine-tuned with the same schedule and nothing pruned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pruneflow.devices import derive_seed
+from pruneflow.experiment import grid, tasks
+from pruneflow.experiment.config import CONTROL, PruneConfig
+from pruneflow.experiment.profiles import parse
+from pruneflow.masks import prunable_weights
+from pruneflow.report import paper, tables
+from pruneflow.train import fit
+from tests.test_grid import tiny_spec
+
+
+def test_control_runs_once_per_dense_model_unpruned_and_fine_tuned(tmp_path) -> None:
+    spec = parse(tiny_spec(control=True))
+    controls = [r for r in spec.runs if r.strategy == CONTROL]
+    assert len(controls) == len(spec.dense) == 2 and {r.compression for r in controls} == {1.0}
+    assert all(c.finetune == r.finetune for c in controls for r in spec.runs if r.dense == c.dense)
+    frame = grid.run(spec, tmp_path, progress=False)
+    control = frame[frame.strategy == CONTROL]
+    assert set(control.stage) == {"pruned", "finetuned"} and (control.status == "ok").all()
+    assert (control[["compression", "compression_prunable", "compression_all"]] == 1.0).all().all()
+    dense = frame[frame.stage == "dense"].set_index(["dense_id", "class"]).recall
+    before = control[control.stage == "pruned"].set_index(["dense_id", "class"]).recall
+    assert before.equals(dense.loc[before.index])  # "pruned" at t = 1 is the dense model itself
+
+
+def test_control_keeps_every_weight_nonzero(digits) -> None:
+    spec = parse(tiny_spec(control=True))
+    run = next(r for r in spec.runs if r.strategy == CONTROL)
+    model = tasks.build_model(run.dense, digits)
+    fit(model, digits, run.dense.train, seed=0)
+    common = {**tasks._run_fields(run), **tasks._common(run.dense, model, torch.device("cpu"))}
+    pruned = tasks._prune_step(run, common, model, digits, tasks.Stopwatch(), 0.0)
+    assert all(m.all() for m in pruned.masks.values())
+    fit(pruned.model, digits, run.finetune, seed=derive_seed("finetune", run.id), mask=pruned.masks)
+    assert all((w != 0).all() for w in prunable_weights(pruned.model).values())
+    assert not all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), pruned.model.parameters(), strict=True)
+    )
+
+
+def test_control_must_have_compression_one() -> None:
+    dense = parse(tiny_spec()).dense[0]
+    with pytest.raises(ValueError, match="compression 1"):
+        PruneConfig(dense, CONTROL, 2)
+    with pytest.raises(ValueError, match="compression must be"):
+        PruneConfig(dense, "MP", 1)
+
+
+def test_alpha_against_control_uses_the_controls_bbar(tmp_path) -> None:
+    """against_control's alpha_hat = sum(b_ctl b_t) / sum(b_ctl^2), by hand from the rows."""
+    frame = grid.run(parse(tiny_spec(control=True)), tmp_path, progress=False)
+    table = tables.intensification(frame)
+    got = paper.against_control(table).set_index("run_id").alpha_hat
+    assert len(got) == 2 * 2 * 2  # 2 seeds x MP, RP x 2 ratios
+    ctl = table[table.strategy == CONTROL].set_index(["dense_id", "class"]).bbar
+    for run_id, run in table[table.strategy != CONTROL].groupby("run_id"):
+        ref = ctl.loc[list(zip(run.dense_id, run["class"], strict=True))].to_numpy()
+        assert got[run_id] == pytest.approx(np.sum(ref * run.bbar.to_numpy()) / np.sum(ref**2))
+    vs_dense = paper.control_vs_dense(table)
+    assert len(vs_dense) == 2 and (vs_dense.compression == 1).all()

@@ -1,0 +1,42 @@
+"""The `paper` profile expands to the paper's sub-grids (Section 6 of Good et al., 2022)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pruneflow.experiment.profiles import load_profile
+
+RATIOS = {2.0, 4.0, 10.0, 20.0, 50.0}
+
+
+def test_paper_profile_expands_to_the_papers_sub_grids() -> None:
+    profile = load_profile("paper")
+    strategy, size, dataset = (profile.grids[g] for g in ("strategy", "model_size", "dataset"))
+    assert len(strategy) == 6 * 5 * 30  # CIFAR-10/ResNet-56, MP GP UP RP + the authors' 2 variants
+    assert {(r.dense.dataset, r.dense.model) for r in strategy} == {("cifar10", "resnet56")}
+    assert len(size) == 5 * 2 * 5 * 30  # ResNet-20..110 x {MP, UP} x 5 ratios x 30 models
+    assert Counter(r.dense.model for r in size) == {f"resnet{d}": 300 for d in (20, 32, 44, 56, 110)}
+    assert len(dataset) == 4 * 5 * 30
+    assert {(r.dense.dataset, r.dense.model) for r in dataset} == {
+        ("mnist", "lenet5"),
+        ("fashion_mnist", "lenet5"),
+        ("cifar10", "resnet56"),
+        ("cifar100", "resnet56"),
+    }
+    assert {r.compression for r in profile.runs} == RATIOS and {r.basis for r in profile.runs} == {"all"}
+    # the same dense models at every ratio and across grids: 5 ResNets + 3 other datasets, 30 seeds each
+    assert len(profile.dense) == (5 + 3) * 30
+    # inclusion-exclusion: CIFAR-10/ResNet-56 MP and UP lie in several grids
+    assert len(profile.runs) == 900 + 1500 + 600 - 300 - 150 - 150 + 150
+
+
+def test_paper_profile_schedules() -> None:
+    profile = load_profile("paper")
+    lenet = next(r for r in profile.runs if r.dense.model == "lenet5")
+    resnet = next(r for r in profile.runs if r.dense.model == "resnet56")
+    assert (lenet.dense.train.epochs, lenet.dense.train.lr, lenet.dense.train.lr_steps) == (30, 0.01, ())
+    assert (lenet.finetune_epochs, lenet.finetune_lr) == (15, 0.01)
+    assert resnet.dense.train.epochs == 60 and resnet.dense.train.lr_steps[1] == (20, 1.0)
+    assert (resnet.finetune_epochs, resnet.finetune_lr) == (25, 0.1)
+    assert resnet.dense.train.validation == lenet.finetune.validation == 0.1
+    assert resnet.dense.train.weight_decay == 5e-4
