@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..experiment.config import CONTROL
 from . import inference, tables
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
@@ -63,10 +64,11 @@ class Usable:
 
 def per_run(frame: pd.DataFrame, stage: str = "finetuned") -> pd.DataFrame:
     """Per pruned run: :func:`.tables.alphas` of each dataset plus its number of ``classes``;
-    a frame that already has ``alpha_hat`` is returned as is."""
+    a frame that already has ``alpha_hat`` is returned as is. The unpruned t = 1 control runs
+    (strategy ``control``) are no claim's cells: they are left out."""
     if "alpha_hat" in frame.columns:
-        return frame
-    good, _ = tables.ok_rows(frame)
+        return frame[frame.strategy != CONTROL]
+    good, _ = tables.ok_rows(frame[frame.strategy != CONTROL])
     table = tables.intensification(good, stage)
     parts = [
         tables.alphas(t).assign(classes=t["class"].nunique()) for _, t in table.groupby("dataset", sort=True)
