@@ -65,6 +65,9 @@ def dense_fingerprint(dataset: str, model: str) -> str:
 
 
 def prune_fingerprint(dataset: str, model: str, strategy: str) -> str:
-    """The code a pruned run depends on: its dense model's and the pruning code's."""
-    owners = (DATASETS[dataset].__module__, MODELS[model].__module__, STRATEGIES[strategy].__module__)
+    """The code a pruned run depends on: its dense model's and the pruning code's (a strategy that is
+    not registered, the unpruned control, adds no module of its own)."""
+    owners = [DATASETS[dataset].__module__, MODELS[model].__module__]
+    if strategy in STRATEGIES:
+        owners.append(STRATEGIES[strategy].__module__)
     return code_fingerprint((*PRUNE_MODULES, *owners))
