@@ -174,7 +174,8 @@ def evaluate(
     per stratum for a half-width of the margin and half of it. ``metric`` names the per-run column
     of the intensification claims (null value 1, e.g. ``alpha_hat`` or an excess ratio).
     ``harder_datasets`` (e.g. a difficulty ladder pruned by MP) are the datasets the task-difficulty
-    claim compares, hardest against easiest by dense error; default: those of the strategy runs.
+    claim compares, hardest against easiest by dense error among those with a usable MP cell at
+    t >= ``high``; default: those of the strategy runs.
     Verdict: 'supported' / 'contradicted' when the Holm-adjusted p < 1 - level with the claimed /
     opposite sign, else 'equivalent' when the Holm-adjusted TOST p < 1 - level, else 'inconclusive'."""
     runs = per_run(frame)
@@ -270,7 +271,8 @@ def evaluate(
     if harder_datasets is not None:
         pool, pool_cells = (t[t.dataset.isin(list(harder_datasets))] for t in (runs, table))
     mp = pool_cells[(pool_cells.strategy == "MP") & (pool_cells.compression >= high)]
-    order = tables.difficulty_order(pool[pool.strategy == "MP"]) if len(pool) else pd.DataFrame()
+    alive = pool[pool.dataset.isin(mp.dataset[mp.usable])]  # a collapsed task cannot rank
+    order = tables.difficulty_order(alive[alive.strategy == "MP"]) if len(alive) else pd.DataFrame()
     if len(order) > 1:
         ends = [order.index[-1], order.index[0]]
         sel, n, out = _select_common(pool, mp, "dataset", ends)
