@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pruneflow import data, models, prune
 from pruneflow.devices import default_device, derive_seed, generator, seeded
 from pruneflow.experiment import grid
-from pruneflow.experiment.config import PruneConfig
+from pruneflow.experiment.config import CONTROL, PruneConfig
 from pruneflow.experiment.profiles import Profile, load_profile
 from pruneflow.experiment.tasks import Stopwatch
 from pruneflow.train import Schedule, gradient_batches
@@ -112,7 +112,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     full = load_profile(args.profile).subset(args.grid)
-    runs = [r for r in full.runs if r.dense.dataset == args.dataset and r.dense.seed < args.seeds]
+    runs = [
+        r
+        for r in full.runs
+        if r.dense.dataset == args.dataset and r.dense.seed < args.seeds and r.strategy != CONTROL
+    ]
     cell = Profile(full.name, full.description, full.spec, {args.grid: tuple(runs)})
     data.load(args.dataset)  # loaded once, outside both timings
     plain_loop(runs[:1])  # warm up torch's kernels outside both timings

@@ -133,13 +133,14 @@ def _signature(model: nn.Module) -> tuple[object, ...]:
 def _stack_masks(
     models: list[nn.Module], masks: list[Mask | None], params: dict[str, Tensor]
 ) -> dict[str, Tensor]:
-    """Parameter name -> (N, *shape) bool mask, all True for a model without one; empty without masks."""
+    """Parameter name -> (N, *shape) 0/1 mask in the weights' dtype (multiplying by it is cheaper than
+    by a bool one), all ones for a model without one; empty without masks."""
     if all(mask is None for mask in masks):
         return {}
     return {
         name: torch.stack(
             [
-                torch.ones_like(p, dtype=torch.bool) if mask is None else mask[name].to(p.device)
+                torch.ones_like(p) if mask is None else mask[name].to(p.device, p.dtype)
                 for mask, p in zip(masks, params[name], strict=True)
             ]
         )

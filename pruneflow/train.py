@@ -75,7 +75,8 @@ def fit(
     training loss of each epoch. Same model, data, schedule and seed give the same weights."""
     if mask is not None:
         mask.check(model)
-        masked = [(p, mask[n].to(p.device)) for n, p in prunable_weights(model).items()]
+        # 0/1 in the weights' dtype: multiplying by it each step is cheaper than by the bool mask
+        masked = [(p, mask[n].to(p.device, p.dtype)) for n, p in prunable_weights(model).items()]
     gen = generator(seed)
     opt = torch.optim.SGD(
         model.parameters(), lr=schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay
