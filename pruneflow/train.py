@@ -157,7 +157,7 @@ def validation_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 40
     return float(total) / len(y)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, batch_size: int = 4096) -> np.ndarray:
     """Confusion matrix (classes x classes) of ``model`` on (x, y), accumulated on their device."""
     was_training = model.training
