@@ -92,6 +92,8 @@ def test_pages_named_and_ordered_by_difficulty():
         "q4_undecayed",
         "conclusions",
         "appendix",
+        "paper_analyses",
+        "paper_vs_ours",
     ]
 
 

@@ -235,7 +235,8 @@ def forest(
         data = data.assign(band_low=-data.margin, band_high=data.margin)
     order = list(data[label])
     y = alt.Y(f"{label}:N", sort=order, title=None)
-    encode_color = alt.Color(f"{color}:N") if color else alt.value("black")
+    legend = alt.Legend(orient="bottom")
+    encode_color = alt.Color(f"{color}:N", legend=legend) if color else alt.value("black")
     tooltip = [
         f"{label}:N",
         *(alt.Tooltip(f"{c}:Q", format=".3f") for c in ("estimate", "ci_low", "ci_high")),
@@ -256,7 +257,7 @@ def forest(
         band = alt.Chart().mark_bar(opacity=0.15, color="gray").encode(x="band_low:Q", x2="band_high:Q", y=y)
         layers.insert(0, band)
     height = max(60, 22 * len(data))
-    return alt.layer(*layers, data=data).properties(width=COLUMN - 220, height=height, title=title)
+    return alt.layer(*layers, data=data).properties(width=COLUMN - 260, height=height, title=title)
 
 
 def baselines(runs: pd.DataFrame, group: str, facet: str | None = None, title: str = "") -> alt.Chart:
@@ -267,7 +268,7 @@ def baselines(runs: pd.DataFrame, group: str, facet: str | None = None, title: s
     if facet is None:
         return _baseline_panel(runs, group, order, COLUMN - 140).properties(title=title)
     panels = [
-        _baseline_panel(runs[runs[facet].astype(str) == level], group, order, (COLUMN - 160) // 2).properties(
+        _baseline_panel(runs[runs[facet].astype(str) == level], group, order, (COLUMN - 220) // 2).properties(
             title=level
         )
         for level in order_of(runs[facet])
