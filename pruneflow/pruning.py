@@ -101,6 +101,20 @@ def global_mask(scores: dict[str, Tensor], keep: int) -> Mask:
     return Mask(masks)
 
 
+def score(
+    model: nn.Module,
+    strategy: str,
+    *,
+    batches: Iterable[tuple[Tensor, Tensor]] | None = None,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """Scores of ``strategy`` for every prunable weight of ``model`` (left unchanged)."""
+    check_weight_decay(weight_decay)
+    context = Context(model, batches, weight_decay, generator(seed), 1.0)
+    return STRATEGIES[strategy](prunable_weights(model), context)
+
+
 def compute_mask(
     model: nn.Module,
     strategy: str,
@@ -110,19 +124,23 @@ def compute_mask(
     batches: Iterable[tuple[Tensor, Tensor]] | None = None,
     weight_decay: float = 0.0,
     seed: int = 0,
+    scores: dict[str, Tensor] | None = None,
 ) -> PruneResult:
-    """The mask ``strategy`` would apply at ``compression``; ``model`` is left unchanged."""
-    score = STRATEGIES[strategy]
+    """The mask ``strategy`` would apply at ``compression``; ``model`` is left unchanged.
+    ``scores``, if given, are the strategy's scores computed beforehand (as ``importance_scores`` of
+    ``torch.nn.utils.prune``; e.g. one :func:`score` shared by every ratio of a ratio-free strategy)."""
     check_weight_decay(weight_decay)
     n_prunable, n_all = parameter_counts(model)
     keep = weights_to_keep(compression, basis, n_prunable, n_all)
     weights = prunable_weights(model)
-    context = Context(model, batches, weight_decay, generator(seed), keep / n_prunable)
-    if getattr(score, "draws_mask", False):  # the strategy draws its masks; the kept count is random
-        masks = Mask(score(weights, context))
+    if getattr(STRATEGIES[strategy], "draws_mask", False):  # it draws its masks; the kept count is random
+        context = Context(model, batches, weight_decay, generator(seed), keep / n_prunable)
+        masks = Mask(STRATEGIES[strategy](weights, context))
         keep = max(sum(int(m.sum()) for m in masks.values()), 1)
     else:
-        masks = global_mask(score(weights, context), keep)
+        if scores is None:
+            scores = score(model, strategy, batches=batches, weight_decay=weight_decay, seed=seed)
+        masks = global_mask(scores, keep)
     by_basis = {"prunable": n_prunable / keep, "all": n_all / (n_all - n_prunable + keep)}
     return PruneResult(masks, by_basis[basis], by_basis["prunable"], by_basis["all"], keep, n_prunable, n_all)
 
@@ -136,15 +154,23 @@ def prune(
     batches: Iterable[tuple[Tensor, Tensor]] | None = None,
     weight_decay: float = 0.0,
     seed: int = 0,
+    scores: dict[str, Tensor] | None = None,
 ) -> PruneResult:
     """Prune ``model`` in place with ``strategy`` to ``compression`` and return the masks.
 
     ``strategy`` is a name in :data:`pruneflow.strategies.STRATEGIES` (MP, GP, UP, RP),
     ``batches`` an iterable of (inputs, labels) for the gradient strategies, ``weight_decay`` the
-    eps of UP, ``seed`` the seed of RP.
+    eps of UP, ``seed`` the seed of RP, ``scores`` precomputed scores (:func:`compute_mask`).
     """
     result = compute_mask(
-        model, strategy, compression, basis=basis, batches=batches, weight_decay=weight_decay, seed=seed
+        model,
+        strategy,
+        compression,
+        basis=basis,
+        batches=batches,
+        weight_decay=weight_decay,
+        seed=seed,
+        scores=scores,
     )
     result.masks.apply(model)
     return result

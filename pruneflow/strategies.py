@@ -37,13 +37,22 @@ Strategy = Callable[[dict[str, Tensor], Context], Scores]
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
+def ratio_free(strategy: Strategy) -> Strategy:
+    """Mark ``strategy`` as drawing nothing at random: its scores depend on the weights, batches and eps
+    only, so one scoring serves every ratio of a dense model (:func:`pruneflow.pruning.score`)."""
+    strategy.ratio_free = True  # type: ignore[attr-defined]
+    return strategy
+
+
 @STRATEGIES.register("MP")
+@ratio_free
 def magnitude(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """MP: ``|w|``."""
     return {n: w.detach().abs() for n, w in weights.items()}
 
 
 @STRATEGIES.register("GP")
+@ratio_free
 def gradient(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """GP: ``|w * g|``, g = dL/dw of the plain cross-entropy (first-order loss change when w -> 0)."""
     grads = loss_gradients(ctx.model, weights, ctx.batches)
@@ -51,6 +60,7 @@ def gradient(weights: dict[str, Tensor], ctx: Context) -> Scores:
 
 
 @STRATEGIES.register("UP")
+@ratio_free
 def undecayed(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """UP: ``|eps * w^2 - w * g|``, eps = the training weight decay, g as in GP.
 
@@ -73,6 +83,7 @@ def random(weights: dict[str, Tensor], ctx: Context) -> Scores:
 
 
 @STRATEGIES.register("UP-signed")
+@ratio_free
 def undecayed_signed(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """UP-signed: ``eps * w^2 - w * g`` without the absolute value (the authors' script ranked so).
 

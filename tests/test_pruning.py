@@ -13,6 +13,8 @@ from torch.nn.utils import prune as torch_prune
 
 from pruneflow import compute_mask, prune
 from pruneflow.masks import prunable_weights
+from pruneflow.pruning import score
+from pruneflow.strategies import STRATEGIES
 
 MODELS = ["lenet300-100", "lenet5", "resnet20"]
 RATIOS = [2, 4, 10, 20, 50]
@@ -174,3 +176,22 @@ def test_numpy_scalars_work_like_python_numbers(models, scalar) -> None:
     model = models["lenet300-100"]
     got = compute_mask(model, "MP", scalar(4), weight_decay=scalar(0)).masks
     assert same_masks(got, compute_mask(model, "MP", 4).masks)
+
+
+@pytest.mark.parametrize("strategy", ["MP", "GP", "UP", "UP-signed"])
+def test_scores_computed_once_give_every_ratio_the_same_mask(models, strategy: str) -> None:
+    """A ratio-free strategy scored once (as the grid shares it across ratios) masks as scoring anew."""
+    model = models["lenet300-100"]
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(32, 1, 28, 28, generator=gen), torch.randint(0, 10, (32,), generator=gen))]
+    assert getattr(STRATEGIES[strategy], "ratio_free", False)
+    scores = score(model, strategy, batches=batches, weight_decay=5e-4)
+    for t in (2, 10, 50):
+        fresh = compute_mask(model, strategy, t, batches=batches, weight_decay=5e-4)
+        shared = compute_mask(model, strategy, t, batches=batches, weight_decay=5e-4, scores=scores)
+        assert same_masks(fresh.masks, shared.masks) and fresh.kept == shared.kept
+
+
+def test_random_strategies_are_not_ratio_free() -> None:
+    """RP draws new scores per run (its seed): sharing them across ratios would couple the runs."""
+    assert not any(getattr(STRATEGIES[s], "ratio_free", False) for s in ("RP", "RP-bernoulli"))

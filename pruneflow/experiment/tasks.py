@@ -26,7 +26,8 @@ from ..batched import fit_many, supports
 from ..devices import derive_seed, seeded
 from ..masks import Mask, parameter_counts
 from ..metrics import accuracy_from_confusion, recall_from_confusion
-from ..pruning import Unreachable, prune
+from ..pruning import Unreachable, prune, score
+from ..strategies import STRATEGIES
 from ..train import Diverged, evaluate, fit, gradient_batches
 from .config import CONTROL, DenseConfig, PruneConfig
 from .provenance import code_version, device_name
@@ -48,6 +49,7 @@ class Stopwatch:
             self.seconds[phase] += time.perf_counter() - start
 
 
+Shared = dict[tuple[str, int, int], dict[str, torch.Tensor]]  # ratio-free scores of one dense model
 Outcome = tuple[str | None, pa.Table]  # ('computed' | 'cached' | 'failed', rows) or (None, dense rows)
 
 
@@ -60,17 +62,19 @@ def run_group(
     together: int = 1,
 ) -> list[Outcome]:
     """The dense model of ``group`` (trained, or read back) and every run of ``group`` from it, each
-    read back if stored; ``together`` > 1 fine-tunes that many runs at once (:func:`fit_many`)."""
+    read back if stored; ``together`` > 1 fine-tunes that many runs at once (:func:`fit_many`).
+    A ratio-free strategy scores the dense model once for all its ratios (``shared``)."""
+    shared: Shared = {}
     tables = {r: store.read(r) for r in group}
     todo = [r for r in group if tables[r] is None]
     dense_table, model, dataset = prepare_dense(dense, store, device, clock, need_model=bool(todo))
     outcomes: list[Outcome] = [(None, dense_table), *(cached(t) for t in tables.values() if t is not None)]
     if together > 1 and todo and model is not None and supports(model, dataset, todo[0].finetune):
         for chunk in _chunks(todo, together):
-            rows = prune_runs_together(chunk, model, dataset, device, dense_table, clock)
+            rows = prune_runs_together(chunk, model, dataset, device, dense_table, clock, shared)
             outcomes += [store_rows(r, rows[r], store) for r in chunk]
     else:
-        outcomes += [run_cell(r, model, dataset, dense_table, store, device, clock) for r in todo]
+        outcomes += [run_cell(r, model, dataset, dense_table, store, device, clock, shared) for r in todo]
     return outcomes
 
 
@@ -125,9 +129,10 @@ def run_cell(
     store: Store,
     device: torch.device,
     clock: Stopwatch,
+    shared: Shared | None = None,
 ) -> Outcome:
     """Prune, evaluate, fine-tune and evaluate one run from its dense model; store its rows."""
-    return store_rows(run, prune_run(run, model, dataset, device, dense_table, clock), store)
+    return store_rows(run, prune_run(run, model, dataset, device, dense_table, clock, shared), store)
 
 
 def _ok(table: pa.Table) -> bool:
@@ -243,6 +248,7 @@ def _prune_step(
     dataset: data.Dataset,
     clock: Stopwatch,
     start: float,
+    shared: Shared | None = None,
 ) -> _Pruned:
     if run.strategy == CONTROL:  # t = 1: every weight kept, fine-tuned with the same schedule
         model = copy.deepcopy(dense_model)
@@ -255,14 +261,22 @@ def _prune_step(
         batches = gradient_batches(
             dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
         )
+        eps, seed = run.dense.train.weight_decay, derive_seed("prune", run.id)
+        scores = None
+        if shared is not None and getattr(STRATEGIES[run.strategy], "ratio_free", False):
+            key = (run.strategy, run.grad_batches, run.grad_batch_size)
+            if key not in shared:
+                shared[key] = score(dense_model, run.strategy, batches=batches, weight_decay=eps, seed=seed)
+            scores = shared[key]
         result = prune(
             model,
             run.strategy,
             run.compression,
             basis=run.basis,
             batches=batches,
-            weight_decay=run.dense.train.weight_decay,
-            seed=derive_seed("prune", run.id),
+            weight_decay=eps,
+            seed=seed,
+            scores=scores,
         )
     common = {
         **common,
@@ -291,13 +305,14 @@ def prune_run(
     device: torch.device,
     dense_table: pa.Table,
     clock: Stopwatch,
+    shared: Shared | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of one run: pruned, evaluated, fine-tuned, evaluated (or its failure)."""
     if dense_model is None:
         return _dense_failed(run, dense_table)
     start, common = time.perf_counter(), {**_run_fields(run), **_common(run.dense, dense_model, device)}
     try:
-        pruned = _prune_step(run, common, dense_model, dataset, clock, start)
+        pruned = _prune_step(run, common, dense_model, dataset, clock, start, shared)
         with clock("finetune"):
             fit(pruned.model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=pruned.masks)
         return _finish(pruned, dataset, clock)
@@ -312,6 +327,7 @@ def prune_runs_together(
     device: torch.device,
     dense_table: pa.Table,
     clock: Stopwatch,
+    shared: Shared | None = None,
 ) -> dict[PruneConfig, list[dict[str, Any]]]:
     """Rows of runs with one fine-tuning schedule, fine-tuned together (:func:`batched.fit_many`);
     if that fails (e.g. one diverges) they are redone one by one, each with its own status."""
@@ -319,7 +335,7 @@ def prune_runs_together(
     for run in runs:
         start, common = time.perf_counter(), {**_run_fields(run), **_common(run.dense, dense_model, device)}
         try:
-            ready.append(_prune_step(run, common, dense_model, dataset, clock, start))
+            ready.append(_prune_step(run, common, dense_model, dataset, clock, start, shared))
         except Exception as error:
             rows[run] = _with_time(_failure(common, error), start)
     if not ready:
@@ -335,7 +351,7 @@ def prune_runs_together(
             )
     except Exception:
         return rows | {
-            p.run: prune_run(p.run, dense_model, dataset, device, dense_table, clock) for p in ready
+            p.run: prune_run(p.run, dense_model, dataset, device, dense_table, clock, shared) for p in ready
         }
     return rows | {p.run: _finish(p, dataset, clock) for p in ready}
 
