@@ -5,13 +5,15 @@ step takes each model's gradient on its own batch with ``vmap(grad(loss))``. The
 torch's SGD on the stacked tensors; for model i at step k (k steps done, K in all):
 
     g_i <- g_i * m_i,   d_i = g_i + wd * w_i,   b_i = d_i (k = 0) else momentum * b_i + d_i,
-    w_i <- (w_i - lr_k * b_i) * m_i,   lr_k = lr * (1 + cos(pi * k / K)) / 2,
+    w_i <- (w_i - lr_k * b_i) * m_i,   lr_k = lr * (1 + cos(pi * k / K)) / 2 (or the step schedule),
 
 with m_i model i's mask (all ones without one). Each model gets its own batch order (and, for an
 augmented dataset, its own crops and flips) from ``generator(seeds[i])``, so the result is that of
 ``fit(models[i], ..., seed=seeds[i], mask=masks[i])`` up to the floating-point rounding of batched
 matrix products. Buffers (BatchNorm's running statistics) are stacked like the parameters: under
 ``vmap`` each model normalises by its own batch statistics and updates its own running ones.
+With a validation split, each model ends with the parameters and buffers of its own epoch of
+lowest validation loss, as ``fit`` keeps them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from .data import Dataset, augment
 from .devices import generator
 from .masks import Mask, prunable_weights
-from .train import Diverged, Schedule
+from .train import Diverged, Schedule, lr_factor, validation_split
 
 
 def fit_many(
@@ -60,14 +62,16 @@ def fit_many(
 
     grad_and_loss = vmap(grad(loss, has_aux=True))
     gens = [generator(seed) for seed in seeds]
-    n = len(data.y_train)
     device = data.x_train.device
-    total = max(1, schedule.epochs * math.ceil(n / schedule.batch_size))
+    train_idx, val_idx = (i.to(device) for i in validation_split(len(data.y_train), schedule.validation))
+    n = len(train_idx)
+    best: tuple[Tensor, dict[str, Tensor], dict[str, Tensor]] | None = None  # per-model lowest val loss
+    factor = lr_factor(schedule, math.ceil(n / schedule.batch_size))
     momenta: dict[str, Tensor] = {}
     losses: list[list[float]] = [[] for _ in models]
     step = 0
     for epoch in range(schedule.epochs):
-        order = torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)
+        order = train_idx[torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)]
         running = torch.zeros(len(models), device=device)
         for idx in order.split(schedule.batch_size, dim=1):
             x = data.x_train[idx]
@@ -76,8 +80,7 @@ def fit_many(
             grads, batch_loss = grad_and_loss(params, stats, x, data.y_train[idx])
             for name, m in kept.items():
                 grads[name].mul_(m)
-            lr = schedule.lr * (0.5 * (1 + math.cos(math.pi * step / total)))
-            _sgd_step(params, grads, momenta, lr, schedule)
+            _sgd_step(params, grads, momenta, schedule.lr * factor(step), schedule)
             step += 1
             for name, m in kept.items():
                 params[name].mul_(m)
@@ -88,14 +91,46 @@ def fit_many(
         if bad:
             _write_back(models, params, stats)
             raise Diverged(f"training loss of model(s) {bad} at epoch {epoch + 1}/{schedule.epochs}")
-    _write_back(models, params, stats)
+        if len(val_idx):
+            best = _keep_best(best, base, params, stats, data.x_train[val_idx], data.y_train[val_idx])
+    _write_back(models, *((params, stats) if best is None else best[1:]))
     return losses
 
 
+@torch.no_grad()
+def _keep_best(
+    best: tuple[Tensor, dict[str, Tensor], dict[str, Tensor]] | None,
+    base: nn.Module,
+    params: dict[str, Tensor],
+    stats: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    batch_size: int = 4096,
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    """(validation loss, parameters, buffers) per model: the current ones where model i's mean
+    cross-entropy on (x, y) in eval mode (:func:`pruneflow.train.validation_loss`) is lower than
+    its best so far, the best ones elsewhere."""
+    evaluating = copy.deepcopy(base).eval()
+
+    def summed(p: dict[str, Tensor], b: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+        return F.cross_entropy(functional_call(evaluating, (p, b), (xb,)), yb, reduction="sum")
+
+    total = vmap(summed, in_dims=(0, 0, None, None))
+    chunks = zip(x.split(batch_size), y.split(batch_size), strict=True)
+    loss = sum(total(params, stats, xb, yb) for xb, yb in chunks) / len(y)
+    if best is None:
+        return loss, {k: v.clone() for k, v in params.items()}, {k: v.clone() for k, v in stats.items()}
+    better = loss < best[0]
+
+    def pick(now: dict[str, Tensor], then: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), v, then[k]) for k, v in now.items()}
+
+    return torch.where(better, loss, best[0]), pick(params, best[1]), pick(stats, best[2])
+
+
 def supports(model: nn.Module, data: Dataset, schedule: Schedule) -> bool:
-    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule`` (fp32,
-    cosine schedule, no validation split)."""
-    return schedule.precision == "fp32" and not schedule.lr_steps and not schedule.validation
+    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule`` (fp32)."""
+    return schedule.precision == "fp32"
 
 
 def _check(

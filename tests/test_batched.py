@@ -16,7 +16,7 @@ from pruneflow.data import Dataset, load
 from pruneflow.devices import seeded
 from pruneflow.masks import Mask, prunable_weights
 from pruneflow.models import build
-from pruneflow.train import Diverged, Schedule, fit
+from pruneflow.train import Diverged, Schedule, fit, validation_split
 
 SCHEDULE = Schedule(epochs=2, lr=0.1, batch_size=100)  # 1,437 digits: 14 full batches + one of 37
 SEEDS = [3, 14, 15]
@@ -164,3 +164,28 @@ def test_batchnorm_resnets_with_augmentation_match_sequential_fit() -> None:
         for (name, p), q in zip(model.state_dict().items(), want.state_dict().values(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-9, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
     assert models[0].bn.num_batches_tracked.item() == 2 * math.ceil(96 / 32)
+
+
+def test_step_schedule_and_best_validation_epoch_match_sequential_fit() -> None:
+    """On a task that can only be memorised, each model's best-validation epoch differs; fit_many
+    keeps each model's own, as fit does, under a step learning-rate schedule."""
+    from tests.test_schedule_options import noisy_dataset
+
+    data = noisy_dataset()
+    schedule = Schedule(
+        epochs=8, lr=0.2, weight_decay=0.0, batch_size=16, validation=0.25, lr_steps=((4, 1), (4, 0.5))
+    )
+    models = [mlp(data, seed, width=0.5) for seed in range(3)]
+    expected = [copy.deepcopy(m) for m in models]
+    for model, seed in zip(expected, SEEDS, strict=True):
+        fit(model, data, schedule, seed=seed)
+    kept, _ = validation_split(len(data.y_train), schedule.validation)  # the same run, no selection
+    train_only = dataclasses.replace(data, x_train=data.x_train[kept], y_train=data.y_train[kept])
+    last = [copy.deepcopy(m) for m in models]
+    fit_many(last, train_only, dataclasses.replace(schedule, validation=0.0), seeds=SEEDS)
+
+    fit_many(models, data, schedule, seeds=SEEDS)
+
+    for model, want in zip(models, expected, strict=True):
+        assert_same_weights(model, want)
+    assert any(not torch.equal(m[-1].weight, f[-1].weight) for m, f in zip(models, last, strict=True))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from pruneflow.experiment.profiles import load_profile
 
 RATIOS = {2.0, 4.0, 10.0, 20.0, 50.0}
@@ -34,9 +36,14 @@ def test_paper_profile_schedules() -> None:
     profile = load_profile("paper")
     lenet = next(r for r in profile.runs if r.dense.model == "lenet5")
     resnet = next(r for r in profile.runs if r.dense.model == "resnet56")
-    assert (lenet.dense.train.epochs, lenet.dense.train.lr, lenet.dense.train.lr_steps) == (30, 0.01, ())
-    assert (lenet.finetune_epochs, lenet.finetune_lr) == (15, 0.01)
-    assert resnet.dense.train.epochs == 60 and resnet.dense.train.lr_steps[1] == (20, 1.0)
-    assert (resnet.finetune_epochs, resnet.finetune_lr) == (25, 0.1)
+    constant = (30, 0.01, ((30, 1.0),))  # "SGD for 30 epochs, lr 0.01"
+    assert (lenet.dense.train.epochs, lenet.dense.train.lr, lenet.dense.train.lr_steps) == constant
+    assert (lenet.finetune.epochs, lenet.finetune.lr, lenet.finetune.lr_steps) == (15, 0.01, ((15, 1.0),))
+    # the authors' script: 10 epochs at 0.01, 20 at 0.1, then 10 each at 0.01, 0.001, 0.0001
+    lrs = [resnet.dense.train.lr * f for e, f in resnet.dense.train.lr_steps for _ in range(e)]
+    assert lrs == pytest.approx([0.01] * 10 + [0.1] * 20 + [0.01] * 10 + [0.001] * 10 + [0.0001] * 10)
+    # ... and fine-tunes 10 epochs at 0.1, then 5 each at 0.01, 0.001, 0.0001
+    lrs = [resnet.finetune.lr * f for e, f in resnet.finetune.lr_steps for _ in range(e)]
+    assert lrs == pytest.approx([0.1] * 10 + [0.01] * 5 + [0.001] * 5 + [0.0001] * 5)
     assert resnet.dense.train.validation == lenet.finetune.validation == 0.1
     assert resnet.dense.train.weight_decay == 5e-4

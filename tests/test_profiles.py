@@ -80,6 +80,10 @@ CASES = {  # id: (YAML text, or a spec to dump; regexes the message must match)
     ),
     "negative seeds": (edited(("seeds",), -1), ["seeds must be a positive number"]),
     "bad learning rate": (edited(("train", "lr"), -1), [r"grids.g: need epochs >= 0.*lr > 0"]),
+    "fine-tuning steps not summing to its epochs": (
+        edited(("finetune", "lr_steps"), [[2, 1]]),
+        ["grids.g: lr_steps must be .* summing to epochs", "epochs=1"],
+    ),
 }
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
 import pruneflow.train as train
 from pruneflow.data import Dataset
 from pruneflow.devices import seeded
+from pruneflow.experiment.config import DenseConfig, PruneConfig, from_dict, to_dict
 from pruneflow.models import build
 from pruneflow.train import Schedule, fit, lr_factor, validation_split
 
@@ -54,3 +58,16 @@ def test_step_schedule_factors_follow_the_stages() -> None:
     assert [factor(k) for k in (0, 7, 8, 19)] == [0.1, 0.1, 1.0, 1.0]
     with pytest.raises(ValueError, match="lr_steps"):
         Schedule(epochs=6, lr=0.1, lr_steps=((2, 0.1), (3, 1)))
+
+
+def test_fine_tuning_step_schedule_is_part_of_a_runs_identity() -> None:
+    """finetune_lr_steps reaches the fine-tuning Schedule, renames the run, and survives a JSON trip."""
+    dense = DenseConfig("digits", "lenet300-100", 0, Schedule(epochs=2, lr=0.05))
+    cosine = PruneConfig(dense, "MP", 2, finetune_epochs=4, finetune_lr=0.1)
+    stepped = dataclasses.replace(cosine, finetune_lr_steps=[[2, 1], [2, 0.1]])
+    assert cosine.finetune.lr_steps == () and stepped.finetune.lr_steps == ((2, 1.0), (2, 0.1))
+    assert stepped.id != cosine.id
+    again = from_dict(json.loads(json.dumps(to_dict(stepped))))
+    assert again == stepped and again.id == stepped.id and hash(again) == hash(stepped)
+    with pytest.raises(ValueError, match="lr_steps"):
+        dataclasses.replace(cosine, finetune_lr_steps=[[3, 1]])

@@ -20,6 +20,7 @@ from .fingerprint import dense_fingerprint, prune_fingerprint
 
 CONTROL = "control"  # reserved strategy name of the fine-tuned, unpruned t = 1 run
 _LATER_DEFAULTS = {"lr_steps": [], "validation": 0.0}  # schedule fields hashed only when set (as JSON)
+_LATER_PRUNE_DEFAULTS = {"finetune_lr_steps": []}  # the same for fields of PruneConfig
 
 
 def _identity(kind: str, payload: dict[str, Any], code: str) -> str:
@@ -27,10 +28,11 @@ def _identity(kind: str, payload: dict[str, Any], code: str) -> str:
     the fingerprint ``code`` of the code that computes it (schedule options added later enter only
     when set, so that adding an option does not rename every run)."""
     payload = json.loads(json.dumps(payload))
-    for train in (payload.get("train"), payload.get("dense", {}).get("train")):
-        for key, default in _LATER_DEFAULTS.items():
-            if train is not None and train.get(key) == default:
-                train.pop(key)
+    trains = (payload.get("train"), payload.get("dense", {}).get("train"))
+    for fields, defaults in [(payload, _LATER_PRUNE_DEFAULTS), *((t, _LATER_DEFAULTS) for t in trains)]:
+        for key, default in defaults.items():
+            if fields is not None and fields.get(key) == default:
+                fields.pop(key)
     text = json.dumps({"kind": kind, "version": __version__, "code": code, **payload}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -73,7 +75,9 @@ class DenseConfig:
 class PruneConfig:
     """One pruned-and-fine-tuned model derived from a dense one.
 
-    UP's eps and the fine-tuning weight decay are the dense model's training weight decay."""
+    Fine-tuning runs ``finetune_epochs`` from ``finetune_lr``, cosine or in ``finetune_lr_steps``
+    stages (:class:`pruneflow.train.Schedule`); its momentum, batch size, precision and validation
+    split, like UP's eps and the fine-tuning weight decay, are those of the dense model's training."""
 
     dense: DenseConfig
     strategy: str
@@ -83,6 +87,7 @@ class PruneConfig:
     grad_batch_size: int = 128
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
+    finetune_lr_steps: tuple[tuple[int, float], ...] = ()  # (epochs, lr factor) stages; () = cosine
 
     def __post_init__(self) -> None:
         if self.strategy == CONTROL:  # the t = 1 control: fine-tuned like the others, nothing pruned
@@ -97,6 +102,7 @@ class PruneConfig:
             raise ValueError(f"grad_batches and grad_batch_size must be >= 1, got {self}")
         if self.finetune_epochs < 0 or not self.finetune_lr > 0:
             raise ValueError(f"need finetune_epochs >= 0 and finetune_lr > 0, got {self}")
+        object.__setattr__(self, "finetune_lr_steps", self.finetune.lr_steps)  # validated, as tuples
 
     @property
     def id(self) -> str:
@@ -117,6 +123,7 @@ class PruneConfig:
             t.weight_decay,
             t.batch_size,
             t.precision,
+            lr_steps=self.finetune_lr_steps,
             validation=t.validation,
         )
 

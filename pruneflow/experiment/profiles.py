@@ -95,7 +95,7 @@ SCHEDULE = {
     "lr_steps": [["number"]],  # [[epochs, lr factor], ...] stages of a step schedule
     "validation": "number",  # held-out fraction for best-validation-loss selection
 }
-FINETUNE = {"epochs": "int", "lr": "number"}
+FINETUNE = {"epochs": "int", "lr": "number", "lr_steps": [["number"]]}  # lr_steps as in SCHEDULE
 GRID = {
     "datasets": ["dataset"],
     "models": ["model"],
@@ -275,7 +275,11 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
         finetune = {**(spec.get("finetune") or {}), **(per_dataset.get("finetune") or {})}
         train = Schedule(**{**(spec.get("train") or {}), **(per_dataset.get("train") or {})})
         models = grid.get("models", [per_dataset.get("model")])
-        epochs, lr = finetune.get("epochs", 10), finetune.get("lr", 0.01)
+        tuning = {
+            "finetune_epochs": finetune.get("epochs", 10),
+            "finetune_lr": finetune.get("lr", 0.01),
+            "finetune_lr_steps": finetune.get("lr_steps", ()),
+        }
         for model, seed, strategy, ratio, basis in itertools.product(
             models,
             range(grid.get("seeds", seeds)),
@@ -293,14 +297,7 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
             dense = DenseConfig(dataset, name, seed, train, width)
             if grid.get("control") and dense not in controlled:  # once per dense model
                 controlled.add(dense)
-                yield PruneConfig(dense, CONTROL, 1, basis, finetune_epochs=epochs, finetune_lr=lr)
+                yield PruneConfig(dense, CONTROL, 1, basis, **tuning)
             yield PruneConfig(
-                dense,
-                strategy,
-                ratio,
-                basis,
-                pruning["grad_batches"],
-                pruning["grad_batch_size"],
-                epochs,
-                lr,
+                dense, strategy, ratio, basis, pruning["grad_batches"], pruning["grad_batch_size"], **tuning
             )

@@ -11,13 +11,17 @@ from ..experiment.config import DenseConfig, PruneConfig
 from ..experiment.profiles import Profile, load_profile
 from ..masks import parameter_counts
 from ..strategies import STRATEGIES
+from ..train import Schedule
 
 # The authors' protocol (their ShrinkBench-based code), against which we state our deviations.
 AUTHORS = {
     "weight_decay": "5e-4 passed, but the optimizer was rebuilt with 0: no decay applied",
     "random": "Bernoulli masks (random number of kept weights)",
     "basis": "all parameters / nonzero parameters",
-    "finetune_epochs": "25",
+    "fine_tuning": (
+        "25 epochs, 10 at lr 0.1 then 5 each at 0.01, 0.001, 0.0001 (LeNet-5: 15 at 0.01), "
+        "best validation epoch kept"
+    ),
     "seeds": "20 to 30 models per configuration",
     "data": "MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100",
     "grad": "one training batch",
@@ -36,6 +40,14 @@ class Spec:
     def of(cls, profile: str) -> Spec:
         loaded = load_profile(profile)
         return cls(loaded, loaded.runs, loaded.dense)
+
+
+def schedule_text(s: Schedule) -> str:
+    """E.g. ``3 epochs, lr 0.01 cosine`` or ``20 epochs, lr 0.1 x (10 x 1, 10 x 0.1), best validation
+    epoch (10% held out)``: lr times factor f through e epochs for each stage (e, f)."""
+    steps = f" x ({', '.join(f'{e} x {f:g}' for e, f in s.lr_steps)})" if s.lr_steps else " cosine"
+    held = f", best validation epoch ({s.validation:.0%} held out)" if s.validation else ""
+    return f"{s.epochs} epochs, lr {s.lr:g}{steps}{held}"
 
 
 def seeds_sentence(spec: Spec) -> str:
@@ -87,7 +99,7 @@ def pruning_table(spec: Spec) -> pd.DataFrame:
                 "ratios t": ", ".join(f"{t:g}" for t in dict.fromkeys(r.compression for r in runs)),
                 "bases": ", ".join(dict.fromkeys(r.basis for r in runs)),
                 "gradient batches": f"{first.grad_batches} x {first.grad_batch_size}",
-                "fine-tuning": f"{first.finetune_epochs} epochs, lr {first.finetune_lr:g} (cosine), same eps",
+                "fine-tuning": "; ".join(dict.fromkeys(schedule_text(r.finetune) for r in runs)),
             }
         )
     return pd.DataFrame(rows)
@@ -107,14 +119,16 @@ def deviations_table(spec: Spec) -> pd.DataFrame:
     """Where this profile departs from the authors' protocol."""
     eps = sorted({d.train.weight_decay for d in spec.dense})
     bases = sorted({r.basis for r in spec.runs})
-    epochs = sorted({r.finetune_epochs for r in spec.runs})
+    tuning: dict[str, list[str]] = {}  # schedule -> models fine-tuned with it
+    for model, text in dict.fromkeys((r.dense.model, schedule_text(r.finetune)) for r in spec.runs):
+        tuning.setdefault(text, []).append(model)
     seeds = len({d.seed for d in spec.dense})
     grads = sorted({(r.grad_batches, r.grad_batch_size) for r in spec.runs})
     ours = {
         "weight_decay": f"applied: eps = {', '.join(f'{e:g}' for e in eps)} (UP needs it)",
         "random": "an exactly-sized uniformly random subset (same sparsity as the other strategies)",
         "basis": ", ".join(bases) + " (both realised ratios are recorded for every run)",
-        "finetune_epochs": ", ".join(map(str, epochs)),
+        "fine_tuning": "; ".join(f"{', '.join(m)}: {t}" for t, m in tuning.items()) + " (eps as in training)",
         "seeds": f"{seeds} models per configuration",
         "data": ", ".join(sorted({d.dataset for d in spec.dense})),
         "grad": ", ".join(f"{n} batch{'es' if n != 1 else ''} of {b}" for n, b in grads),
