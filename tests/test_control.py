@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from pruneflow.devices import derive_seed
 from pruneflow.experiment import grid, tasks
 from pruneflow.experiment.config import CONTROL, PruneConfig
 from pruneflow.experiment.profiles import parse
 from pruneflow.masks import prunable_weights
-from pruneflow.report import paper, tables
+from pruneflow.report import claims, paper, tables
 from pruneflow.train import fit
 from tests.test_grid import tiny_spec
 
@@ -65,3 +67,31 @@ def test_alpha_against_control_uses_the_controls_bbar(tmp_path) -> None:
         assert got[run_id] == pytest.approx(np.sum(ref * run.bbar.to_numpy()) / np.sum(ref**2))
     vs_dense = paper.control_vs_dense(table)
     assert len(vs_dense) == 2 and (vs_dense.compression == 1).all()
+
+
+def test_claims_against_a_control_that_did_not_train_equal_the_claims_against_dense(tmp_path) -> None:
+    """With 0 fine-tuning epochs the control is its dense model, so every pruned run's alpha_hat
+    against the control, and the verdicts of the intensification claims, are those against dense."""
+    spec = tiny_spec(control=True, seeds=3)
+    spec["finetune"] = {"epochs": 0, "lr": 0.01}
+    frame = grid.run(parse(spec), tmp_path, progress=False)
+    dense, control = claims.per_run(frame), paper.control_runs(frame)
+    both = dense.merge(control, on="run_id", suffixes=("", "_ctl"), validate="one_to_one")
+    assert len(both) == len(dense) == 3 * 2 * 2
+    np.testing.assert_allclose(both.alpha_hat_ctl, both.alpha_hat, rtol=1e-12)
+    np.testing.assert_allclose(both.dense_accuracy_ctl, both.dense_accuracy, rtol=0)
+    keys = ("high", "low", "rp_alpha")
+    a, b = (claims.evaluate(r, claims=keys, resamples=0, high=10, low=2) for r in (dense, control))
+    assert list(a.claim) == list(keys)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_control_by_dataset_matches_a_t_interval_over_the_controls(tmp_path) -> None:
+    frame = grid.run(parse(tiny_spec(control=True, seeds=3)), tmp_path, progress=False)
+    table = tables.intensification(frame)
+    got = paper.control_by_dataset(table, level=0.99).set_index("dataset").loc["digits"]
+    alphas = paper.control_vs_dense(table).alpha_hat.to_numpy()
+    low, high = stats.t.interval(0.99, len(alphas) - 1, alphas.mean(), stats.sem(alphas))
+    assert got.models == 3 and got.alpha_hat == pytest.approx(alphas.mean())
+    assert (got.ci_low, got.ci_high) == pytest.approx((low, high))
+    assert got.mark == (">" if low > 1 else "<" if high < 1 else "?")

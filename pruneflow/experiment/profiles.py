@@ -10,7 +10,7 @@ and models they register can be named::
     plugins: [my_package.my_strategies, path/to/file.py]   # optional
     seeds: 10                     # seeds 0..9
     train: {epochs: 20, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4, batch_size: 128}
-    finetune: {epochs: 5, lr: 0.01}
+    finetune: {epochs: 5, lr: 0.01}   # or a step schedule: lr_steps: [[3, 1], [2, 0.1]]
     pruning: {basis: prunable, grad_batches: 1, grad_batch_size: 128}
     datasets:                     # per-dataset default model and training overrides
       digits: {model: lenet300-100, train: {epochs: 30}}

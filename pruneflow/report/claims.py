@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from ..experiment.config import CONTROL
+from ..registry import check_choice
 from . import inference, tables
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
@@ -167,17 +168,21 @@ def evaluate(
     seed: int = 0,
     resamples: int = 2000,
     harder_datasets: Sequence[str] | None = None,
+    claims: Sequence[str] = KEYS,
 ) -> pd.DataFrame:
-    """One row per claim (keys :data:`KEYS`): estimate, ``level`` interval, p, Holm-adjusted p, TOST p
-    against +-``margin`` (``accuracy_margin`` for accuracy), verdict, cells (kept / left out as
-    unusable), models (dense models), bootstrap interval (``resamples`` draws; 0 skips it) and models
-    per stratum for a half-width of the margin and half of it. ``metric`` names the per-run column
+    """One row per claim of ``claims`` (keys of :data:`KEYS`, Holm-adjusted together): estimate,
+    ``level`` interval, p, Holm-adjusted p, TOST p against +-``margin`` (``accuracy_margin`` for
+    accuracy), verdict, cells (kept / left out as unusable), models (dense models), bootstrap
+    interval (``resamples`` draws; 0 skips it) and models per stratum for a half-width of the margin
+    and half of it. ``metric`` names the per-run column
     of the intensification claims (null value 1, e.g. ``alpha_hat`` or an excess ratio).
     ``harder_datasets`` (e.g. a difficulty ladder pruned by MP) are the datasets the task-difficulty
     claim compares, hardest against easiest by dense error among those with a usable MP cell at
     t >= ``high``; default: those of the strategy runs.
     Verdict: 'supported' / 'contradicted' when the Holm-adjusted p < 1 - level with the claimed /
     opposite sign, else 'equivalent' when the Holm-adjusted TOST p < 1 - level, else 'inconclusive'."""
+    for key in claims:
+        check_choice("claim", key, KEYS)
     runs = per_run(frame)
     table = cells(runs, usable, level=level, metric=metric)
     strat = _strategy_runs(runs)
@@ -310,7 +315,7 @@ def evaluate(
             n,
             out,
         )
-    return _infer([rows[k] for k in KEYS], level, seed, resamples)
+    return _infer([rows[k] for k in claims], level, seed, resamples)
 
 
 def _infer(rows: list[dict], level: float, seed: int, resamples: int) -> pd.DataFrame:

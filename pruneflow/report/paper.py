@@ -23,7 +23,8 @@ from scipy import stats
 
 from ..experiment.config import CONTROL
 from ..metrics import intensification_ratio
-from .tables import alphas, summary
+from ..stats import mark, mean_ci
+from .tables import alphas, intensification, ok_rows, summary
 
 FAMILY_LEVEL = 0.95
 RATIOS_PER_FAMILY = 5
@@ -158,15 +159,42 @@ def control_vs_dense(table: pd.DataFrame) -> pd.DataFrame:
 
 def against_control(table: pd.DataFrame) -> pd.DataFrame:
     """Per pruned run: alpha_hat with the control's fine-tuned Bbar (same dense model) as reference,
-    ``sum(Bbar_ctl Bbar_t) / sum(Bbar_ctl^2)``; runs whose dense model has no control are dropped.
-    The result has the columns of :func:`pruneflow.report.tables.alphas` plus ``reference="control"``."""
-    control = table[table.strategy == CONTROL][["dense_id", "class", "bbar"]].rename(
-        columns={"bbar": "bbar_ctl"}
+    ``sum(Bbar_ctl Bbar_t) / sum(Bbar_ctl^2)``, and the control's accuracy as ``dense_accuracy`` (so
+    the null baselines compare with the control too); runs whose dense model has no control are
+    dropped. The result has the columns of :func:`pruneflow.report.tables.alphas` plus
+    ``reference="control"``."""
+    control = table[table.strategy == CONTROL][["dense_id", "class", "bbar", "accuracy"]].rename(
+        columns={"bbar": "bbar_ctl", "accuracy": "accuracy_ctl"}
     )
     pruned = table[table.strategy != CONTROL].merge(control, on=["dense_id", "class"], validate="many_to_one")
-    pruned = pruned.assign(bbar_dense=pruned.bbar_ctl).drop(columns="bbar_ctl")
+    pruned = pruned.assign(bbar_dense=pruned.bbar_ctl, dense_accuracy=pruned.accuracy_ctl)
+    pruned = pruned.drop(columns=["bbar_ctl", "accuracy_ctl"])
     pruned["intensification"] = intensification_ratio(pruned.bbar.to_numpy(), pruned.bbar_dense.to_numpy())
     return alphas(pruned).assign(reference="control")
+
+
+def control_runs(frame: pd.DataFrame, stage: str = "finetuned") -> pd.DataFrame:
+    """:func:`against_control` of each dataset of ``frame`` (result rows) that ran the control, with
+    its number of ``classes``: the per-run input of :func:`pruneflow.report.claims.evaluate`."""
+    good, _ = ok_rows(frame)
+    table = intensification(good, stage)
+    parts = [
+        against_control(t).assign(classes=t["class"].nunique())
+        for _, t in table.groupby("dataset", sort=True)
+        if (t.strategy == CONTROL).any()
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def control_by_dataset(table: pd.DataFrame, level: float = CELL_LEVEL) -> pd.DataFrame:
+    """Per dataset: models, mean alpha_hat of the control against its dense model (:func:`control_vs_dense`)
+    with its ``level`` t interval, and the mark of that interval against 1."""
+    rows = []
+    for dataset, runs in control_vs_dense(table).groupby("dataset", sort=True):
+        mean, low, high = mean_ci(runs.alpha_hat, level)
+        rows.append(dict(dataset=dataset, models=len(runs), alpha_hat=mean, ci_low=low, ci_high=high))
+    out = pd.DataFrame(rows, columns=["dataset", "models", "alpha_hat", "ci_low", "ci_high"])
+    return out.assign(mark=[mark(lo, hi) for lo, hi in zip(out.ci_low, out.ci_high, strict=True)])
 
 
 def paper_vs_ours(published_cells: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
