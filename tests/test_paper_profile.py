@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from pruneflow.experiment.config import CONTROL
 from pruneflow.experiment.profiles import load_profile
 
 RATIOS = {2.0, 4.0, 10.0, 20.0, 50.0}
@@ -14,7 +15,9 @@ RATIOS = {2.0, 4.0, 10.0, 20.0, 50.0}
 def test_paper_profile_expands_to_the_papers_sub_grids() -> None:
     profile = load_profile("paper")
     strategy, size, dataset = (profile.grids[g] for g in ("strategy", "model_size", "dataset"))
-    assert len(strategy) == 6 * 5 * 30  # CIFAR-10/ResNet-56, MP GP UP RP + the authors' 2 variants
+    # CIFAR-10/ResNet-56, MP GP UP RP + the authors' 2 variants, and the t = 1 control of each model
+    assert len(strategy) == 6 * 5 * 30 + 30
+    assert Counter(r.strategy for r in strategy)[CONTROL] == 30
     assert {(r.dense.dataset, r.dense.model) for r in strategy} == {("cifar10", "resnet56")}
     assert len(size) == 5 * 2 * 5 * 30  # ResNet-20..110 x {MP, UP} x 5 ratios x 30 models
     assert Counter(r.dense.model for r in size) == {f"resnet{d}": 300 for d in (20, 32, 44, 56, 110)}
@@ -25,11 +28,12 @@ def test_paper_profile_expands_to_the_papers_sub_grids() -> None:
         ("cifar10", "resnet56"),
         ("cifar100", "resnet56"),
     }
-    assert {r.compression for r in profile.runs} == RATIOS and {r.basis for r in profile.runs} == {"all"}
+    pruned = [r for r in profile.runs if r.strategy != CONTROL]
+    assert {r.compression for r in pruned} == RATIOS and {r.basis for r in profile.runs} == {"all"}
     # the same dense models at every ratio and across grids: 5 ResNets + 3 other datasets, 30 seeds each
     assert len(profile.dense) == (5 + 3) * 30
     # inclusion-exclusion: CIFAR-10/ResNet-56 MP and UP lie in several grids
-    assert len(profile.runs) == 900 + 1500 + 600 - 300 - 150 - 150 + 150
+    assert len(profile.runs) == 930 + 1500 + 600 - 300 - 150 - 150 + 150
 
 
 def test_paper_profile_schedules() -> None:
