@@ -82,9 +82,20 @@ def datasets_table(spec: Spec) -> pd.DataFrame:
 
 
 def training_table(spec: Spec) -> pd.DataFrame:
-    """Dense training schedule per dataset."""
-    rows = {d.dataset: {"dataset": d.dataset, **vars(d.train)} for d in spec.dense}
-    return pd.DataFrame(rows.values()).rename(columns={"weight_decay": "weight decay (eps)"})
+    """Per dataset and model: the dense training schedule (:func:`schedule_text`) and SGD settings."""
+    rows = {
+        (d.dataset, d.model): {
+            "dataset": d.dataset,
+            "model": d.model,
+            "schedule": schedule_text(d.train),
+            "momentum": d.train.momentum,
+            "weight decay (eps)": d.train.weight_decay,
+            "batch size": d.train.batch_size,
+            "precision": d.train.precision,
+        }
+        for d in spec.dense
+    }
+    return pd.DataFrame(rows.values())
 
 
 def pruning_table(spec: Spec) -> pd.DataFrame:
@@ -109,7 +120,10 @@ def strategies_table() -> pd.DataFrame:
     """Each registered strategy and the score it keeps the highest of."""
     return pd.DataFrame(
         [
-            {"strategy": n, "score": STRATEGIES[n].__doc__.strip().splitlines()[0].replace("``", "")}
+            {
+                "strategy": n,
+                "score": " ".join(STRATEGIES[n].__doc__.strip().split("\n\n")[0].split()).replace("``", ""),
+            }
             for n in STRATEGIES.names()
         ]
     )
