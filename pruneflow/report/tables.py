@@ -218,6 +218,7 @@ def tally(summary_table: pd.DataFrame, cell: str) -> str:
 HEADERS = {
     "compression": "t",
     "alpha_hat": "mean \u03b1\u0302",
+    "alpha_hat_vs_control": "mean \u03b1\u0302 vs control",
     "ci_low": "99% CI low",
     "ci_high": "99% CI high",
     "dense_accuracy": "dense accuracy",
