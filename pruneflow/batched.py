@@ -66,6 +66,7 @@ def fit_many(
     train_idx, val_idx = (i.to(device) for i in validation_split(len(data.y_train), schedule.validation))
     n = len(train_idx)
     best: tuple[Tensor, dict[str, Tensor], dict[str, Tensor]] | None = None  # per-model lowest val loss
+    evaluating = copy.deepcopy(base).eval()  # the architecture in eval mode, for the validation loss
     factor = lr_factor(schedule, math.ceil(n / schedule.batch_size))
     momenta: dict[str, Tensor] = {}
     losses: list[list[float]] = [[] for _ in models]
@@ -92,7 +93,7 @@ def fit_many(
             _write_back(models, params, stats)
             raise Diverged(f"training loss of model(s) {bad} at epoch {epoch + 1}/{schedule.epochs}")
         if len(val_idx):
-            best = _keep_best(best, base, params, stats, data.x_train[val_idx], data.y_train[val_idx])
+            best = _keep_best(best, evaluating, params, stats, data.x_train[val_idx], data.y_train[val_idx])
     _write_back(models, *((params, stats) if best is None else best[1:]))
     return losses
 
@@ -100,7 +101,7 @@ def fit_many(
 @torch.no_grad()
 def _keep_best(
     best: tuple[Tensor, dict[str, Tensor], dict[str, Tensor]] | None,
-    base: nn.Module,
+    evaluating: nn.Module,
     params: dict[str, Tensor],
     stats: dict[str, Tensor],
     x: Tensor,
@@ -108,9 +109,8 @@ def _keep_best(
     batch_size: int = 4096,
 ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """(validation loss, parameters, buffers) per model: the current ones where model i's mean
-    cross-entropy on (x, y) in eval mode (:func:`pruneflow.train.validation_loss`) is lower than
-    its best so far, the best ones elsewhere."""
-    evaluating = copy.deepcopy(base).eval()
+    cross-entropy on (x, y) under ``evaluating`` (the architecture in eval mode, as
+    :func:`pruneflow.train.validation_loss`) is lower than its best so far, the best ones elsewhere."""
 
     def summed(p: dict[str, Tensor], b: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(evaluating, (p, b), (xb,)), yb, reduction="sum")

@@ -174,8 +174,8 @@ def evaluate(
     ``level`` interval, p, Holm-adjusted p, TOST p against +-``margin`` (``accuracy_margin`` for
     accuracy), verdict, cells (kept / left out as unusable), models (dense models), bootstrap
     interval (``resamples`` draws; 0 skips it) and models per stratum for a half-width of the margin
-    and half of it. ``metric`` names the per-run column
-    of the intensification claims (null value 1, e.g. ``alpha_hat`` or an excess ratio).
+    and half of it. ``metric`` names the per-run column of the intensification claims (null value
+    1, e.g. ``alpha_hat`` or an excess ratio).
     ``harder_datasets`` (e.g. a difficulty ladder pruned by MP) are the datasets the task-difficulty
     claim compares, hardest against easiest by dense error among those with a usable MP cell at
     t >= ``high``; default: those of the strategy runs.

@@ -24,7 +24,7 @@ from scipy import stats
 from ..experiment.config import CONTROL
 from ..metrics import intensification_ratio
 from ..stats import mark, mean_ci
-from .tables import alphas, intensification, ok_rows, summary
+from .tables import alphas, summary
 
 FAMILY_LEVEL = 0.95
 RATIOS_PER_FAMILY = 5
@@ -173,11 +173,9 @@ def against_control(table: pd.DataFrame) -> pd.DataFrame:
     return alphas(pruned).assign(reference="control")
 
 
-def control_runs(frame: pd.DataFrame, stage: str = "finetuned") -> pd.DataFrame:
-    """:func:`against_control` of each dataset of ``frame`` (result rows) that ran the control, with
-    its number of ``classes``: the per-run input of :func:`pruneflow.report.claims.evaluate`."""
-    good, _ = ok_rows(frame)
-    table = intensification(good, stage)
+def control_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`against_control` of each dataset of ``table`` (:func:`.tables.intensification`) that
+    ran the control, with its number of ``classes``: the per-run input of :func:`.claims.evaluate`."""
     parts = [
         against_control(t).assign(classes=t["class"].nunique())
         for _, t in table.groupby("dataset", sort=True)
