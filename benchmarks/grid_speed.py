@@ -81,10 +81,10 @@ def plain_loop(runs: list[PruneConfig]) -> dict[str, float]:
                 basis=run.basis,
                 batches=batches,
                 weight_decay=dense.train.weight_decay,
-                seed=derive_seed("prune", run.id),
+                seed=derive_seed("prune", run.streams),
             ).masks
             accuracy(pruned, ds)
-            train(pruned, ds, run.finetune, derive_seed("finetune", run.id), masks)
+            train(pruned, ds, run.finetune, derive_seed("finetune", run.streams), masks)
             found[run.id] = accuracy(pruned, ds)
     return found
 

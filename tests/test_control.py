@@ -40,7 +40,7 @@ def test_control_keeps_every_weight_nonzero(digits) -> None:
     common = {**tasks._run_fields(run), **tasks._common(run.dense, model, torch.device("cpu"))}
     pruned = tasks._prune_step(run, common, model, digits, tasks.Stopwatch(), 0.0)
     assert all(m.all() for m in pruned.masks.values())
-    fit(pruned.model, digits, run.finetune, seed=derive_seed("finetune", run.id), mask=pruned.masks)
+    fit(pruned.model, digits, run.finetune, seed=derive_seed("finetune", run.streams), mask=pruned.masks)
     assert all((w != 0).all() for w in prunable_weights(pruned.model).values())
     assert not all(
         torch.equal(a, b) for a, b in zip(model.parameters(), pruned.model.parameters(), strict=True)
@@ -75,7 +75,7 @@ def test_claims_against_a_control_that_did_not_train_equal_the_claims_against_de
     spec = tiny_spec(control=True, seeds=3)
     spec["finetune"] = {"epochs": 0, "lr": 0.01}
     frame = grid.run(parse(spec), tmp_path, progress=False)
-    dense, control = claims.per_run(frame), paper.control_runs(frame)
+    dense, control = claims.per_run(frame), paper.control_runs(tables.intensification(frame))
     both = dense.merge(control, on="run_id", suffixes=("", "_ctl"), validate="one_to_one")
     assert len(both) == len(dense) == 3 * 2 * 2
     np.testing.assert_allclose(both.alpha_hat_ctl, both.alpha_hat, rtol=1e-12)

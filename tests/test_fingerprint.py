@@ -96,4 +96,10 @@ def test_editing_a_strategy_recomputes_pruned_runs_not_dense_models(tmp_path):
     pruned = rows[rows.stage != "dense"].groupby("code_fingerprint").run_id.nunique()
     assert sorted(pruned.tolist()) == [n_runs, n_runs], "load does not tell the two code versions apart"
     assert rows[rows.stage == "dense"].code_fingerprint.nunique() == 1
+    # MP's scores all moved by 1e-12 keep their order: the same masks, and the same random streams
+    # (RP's draw, fine-tuning order; keyed without the code), so every number is reproduced
+    keys = ["strategy", "compression", "stage", "class"]
+    old, new = (rows[(rows.stage != "dense") & (rows.code_fingerprint == f)] for f in pruned.index)
+    both = old.merge(new, on=keys, suffixes=("_old", "_new"), validate="one_to_one")
+    assert len(both) == len(old) and (both.recall_old == both.recall_new).all()
     assert all(re.fullmatch(r"[0-9a-f]{12}", f) for f in rows.code_fingerprint)

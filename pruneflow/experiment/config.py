@@ -109,6 +109,13 @@ class PruneConfig:
         return _identity("prune", asdict(self), self.code)
 
     @property
+    def streams(self) -> str:
+        """Key of the run's random streams (RP's draw, the fine-tuning batch order): its identity
+        without the code fingerprint, so that an edit of the code that changes no number (a
+        refactor) recomputes the run with the same draws and reproduces its rows."""
+        return _identity("prune", asdict(self), "")
+
+    @property
     def code(self) -> str:
         """Fingerprint of the code a pruned run depends on (:func:`.fingerprint.prune_fingerprint`)."""
         return prune_fingerprint(self.dense.dataset, self.dense.model, self.strategy)

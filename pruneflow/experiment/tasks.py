@@ -261,7 +261,7 @@ def _prune_step(
         batches = gradient_batches(
             dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
         )
-        eps, seed = run.dense.train.weight_decay, derive_seed("prune", run.id)
+        eps, seed = run.dense.train.weight_decay, derive_seed("prune", run.streams)
         scores = None
         if shared is not None and getattr(STRATEGIES[run.strategy], "ratio_free", False):
             key = (run.strategy, run.grad_batches, run.grad_batch_size)
@@ -314,7 +314,8 @@ def prune_run(
     try:
         pruned = _prune_step(run, common, dense_model, dataset, clock, start, shared)
         with clock("finetune"):
-            fit(pruned.model, dataset, run.finetune, seed=derive_seed("finetune", run.id), mask=pruned.masks)
+            seed = derive_seed("finetune", run.streams)
+            fit(pruned.model, dataset, run.finetune, seed=seed, mask=pruned.masks)
         return _finish(pruned, dataset, clock)
     except Exception as error:  # a failure is data: recorded, and the grid goes on
         return _with_time(_failure(common, error), start)
@@ -346,7 +347,7 @@ def prune_runs_together(
                 [p.model for p in ready],
                 dataset,
                 ready[0].run.finetune,
-                seeds=[derive_seed("finetune", p.run.id) for p in ready],
+                seeds=[derive_seed("finetune", p.run.streams) for p in ready],
                 masks=[p.masks for p in ready],
             )
     except Exception:
