@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -103,3 +104,19 @@ def test_editing_a_strategy_recomputes_pruned_runs_not_dense_models(tmp_path):
     both = old.merge(new, on=keys, suffixes=("_old", "_new"), validate="one_to_one")
     assert len(both) == len(old) and (both.recall_old == both.recall_new).all()
     assert all(re.fullmatch(r"[0-9a-f]{12}", f) for f in rows.code_fingerprint)
+
+
+def test_every_core_module_a_run_uses_is_fingerprinted():
+    """Each pruneflow core module that experiment.tasks (the work of a run) imports is part of
+    the pruned runs' fingerprint, and tasks itself too: editing any of them recomputes."""
+    from pruneflow.experiment import fingerprint, tasks
+
+    tree = ast.parse(Path(tasks.__file__).read_text())
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 2:  # from .. / from ..x import
+            names = [node.module] if node.module else [alias.name for alias in node.names]
+            used |= {f"pruneflow.{n}" for n in names}
+    assert {"pruneflow.devices", "pruneflow.train", "pruneflow.batched"} <= used
+    assert used <= set(fingerprint.PRUNE_MODULES)
+    assert "pruneflow.experiment.tasks" in fingerprint.DENSE_MODULES

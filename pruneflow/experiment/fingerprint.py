@@ -2,9 +2,10 @@
 
 The fingerprint of a module is sha256 over ``ast.dump`` of its parsed source with every docstring
 removed, so editing a comment, a docstring or the layout changes nothing, while editing code does.
-A dense model depends on the modules that make it (data, models, train, metrics) and on the module
-of its dataset's loader and of its architecture (a plugin's, when they come from one); a pruned run
-depends on those and on masks, strategies, pruning and batched, and on its strategy's module.
+A dense model depends on the modules that make it (data, models, train, metrics, devices for its
+seeds, experiment.tasks for how a run is carried out) and on the module of its dataset's loader and
+of its architecture (a plugin's, when they come from one); a pruned run depends on those and on
+masks, strategies, pruning and batched, and on its strategy's module.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..models import MODELS
 from ..strategies import STRATEGIES
 
 DENSE_MODULES = ("pruneflow.data", "pruneflow.models", "pruneflow.train", "pruneflow.metrics")
+DENSE_MODULES += ("pruneflow.devices", "pruneflow.experiment.tasks")  # seeds, and how a run is carried out
 PRUNE_MODULES = (*DENSE_MODULES, "pruneflow.masks", "pruneflow.strategies", "pruneflow.pruning")
 PRUNE_MODULES += ("pruneflow.batched",)
 
