@@ -75,7 +75,15 @@ def undecayed(weights: dict[str, Tensor], ctx: Context) -> Scores:
     return {n: (eps * w.detach() ** 2 - w.detach() * grads[n]).abs() for n, w in weights.items()}
 
 
+def draws_at_random(strategy: Strategy) -> Strategy:
+    """Mark ``strategy`` as random: its kept set is drawn from the generator, not from the weights
+    (the claims compare such strategies with the others)."""
+    strategy.random = True  # type: ignore[attr-defined]
+    return strategy
+
+
 @STRATEGIES.register("RP")
+@draws_at_random
 def random(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """RP: i.i.d. uniform scores from the seeded generator, so the kept set is a uniformly random
     subset of exactly the requested size (the authors drew Bernoulli masks, of random size)."""
@@ -101,6 +109,7 @@ def draws_mask(strategy: Strategy) -> Strategy:
 
 
 @STRATEGIES.register("RP-bernoulli")
+@draws_at_random
 @draws_mask
 def random_bernoulli(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """RP-bernoulli: keep each weight independently with probability ``kept / prunable`` (the layer's

@@ -14,7 +14,7 @@ RATIOS = {2.0, 4.0, 10.0, 20.0, 50.0}
 
 def test_paper_profile_expands_to_the_papers_sub_grids() -> None:
     profile = load_profile("paper")
-    strategy, size, dataset = (profile.grids[g] for g in ("strategy", "model_size", "dataset"))
+    strategy, size, dataset = (profile.grids[g] for g in ("strategy", "model_size", "difficulty"))
     # CIFAR-10/ResNet-56, MP GP UP RP + the authors' 2 variants, and the t = 1 control of each model
     assert len(strategy) == 6 * 5 * 30 + 30
     assert Counter(r.strategy for r in strategy)[CONTROL] == 30

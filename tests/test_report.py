@@ -16,16 +16,25 @@ import pytest
 from browser import SCREENSHOT_DIR, check_page, find_chromium, layout
 
 from pruneflow import metrics
+from pruneflow.experiment import grid
 from pruneflow.experiment.profiles import load_profile
-from pruneflow.report import book, claims
+from pruneflow.report import book, claims, evidence, pages
 from pruneflow.report import tables as report
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> report.Evidence:
-    return report.gather("smoke", str(tmp_path_factory.mktemp("results")), "strategy")
+def smoke_results(tmp_path_factory) -> Path:
+    """A results folder holding every run of the smoke profile."""
+    folder = tmp_path_factory.mktemp("results")
+    grid.run("smoke", folder, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def smoke(smoke_results) -> evidence.Evidence:
+    return evidence.read(load_profile("smoke"), smoke_results, ["strategy"]).evidence(["strategy"])
 
 
 def test_alphas_follow_the_metrics(smoke):
@@ -82,8 +91,8 @@ def test_pages_named_and_ordered_by_difficulty():
     dense = pd.DataFrame(
         {"run_id": ["a", "b"], "stage": "dense", "status": "ok", "dataset": ["digits", "mnist1d"]}
     )
-    easy_digits = [p.name for p in book.plan(profile, dense.assign(accuracy=[0.9, 0.5]))]
-    easy_mnist1d = [p.name for p in book.plan(profile, dense.assign(accuracy=[0.5, 0.9]))]
+    easy_digits = [p.name for p in pages.plan(profile, dense.assign(accuracy=[0.9, 0.5]))]
+    easy_mnist1d = [p.name for p in pages.plan(profile, dense.assign(accuracy=[0.5, 0.9]))]
     assert easy_digits[:3] == ["methods", "q1_strategy-digits", "q1_strategy-mnist1d"]
     assert easy_mnist1d[:3] == ["methods", "q1_strategy-mnist1d", "q1_strategy-digits"]
     assert easy_digits[3:] == [
@@ -101,12 +110,12 @@ def test_page_key_follows_its_inputs(tmp_path):
     """The page cache key changes with the notebook, the parameters, the code and the rows."""
     notebook = tmp_path / "page.ipynb"
     notebook.write_text("{}")
-    page = book.Page("q1_strategy", "digits", {"dataset": "digits"})
+    page = pages.Page("q1_strategy", "digits", {"dataset": "digits"})
     key = book.page_key(page, notebook, {"profile": "smoke"}, "code", "rows")
     assert key == book.page_key(page, notebook, {"profile": "smoke"}, "code", "rows")
     assert key != book.page_key(page, notebook, {"profile": "quick"}, "code", "rows")
     assert key != book.page_key(
-        book.Page("q1_strategy", "x", {"dataset": "x"}), notebook, {"profile": "smoke"}, "code", "rows"
+        pages.Page("q1_strategy", "x", {"dataset": "x"}), notebook, {"profile": "smoke"}, "code", "rows"
     )
     assert key != book.page_key(page, notebook, {"profile": "smoke"}, "code2", "rows")
     assert key != book.page_key(page, notebook, {"profile": "smoke"}, "code", "rows2")
@@ -121,10 +130,57 @@ PATH_RE = re.compile(r"(/tmp/|/home/|/work/|/Users/|/root/|[A-Z]:\\\\)")
 SUMMARY_RE = re.compile(r"\d+ runs - \d+ computed, \d+ cached")
 
 
+TOY = "smoke_toy.yaml"  # the smoke profile plus a plugin that declares one more page, "toy"
+TOY_DECLARATION = """from pruneflow.report.pages import Declaration, declare
+
+declare(Declaration("toy", "Questions", ("strategy",)))
+"""
+TOY_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# A toy question\n\n", "{glue:md}`toy_runs`"]},
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters", "hide-input"]},
+            "source": ["profile = None\n", "results = None\n", "book = None\n", 'stage = "finetuned"'],
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["hide-input"]},
+            "source": [
+                "from pruneflow.report import tables\n",
+                "from pruneflow.report.context import open_page\n",
+                "\n",
+                'page = open_page("toy", profile, results, book, stage)\n',
+                'summary = tables.summary(page.evidence().runs, ["dataset", "strategy"])\n',
+                'page.glue("toy_runs", f"{len(summary)} cells.")\n',
+                "page.show(summary)",
+            ],
+            "outputs": [],
+            "execution_count": None,
+        },
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def add_toy_page(root: Path) -> None:
+    """Add a question page as a user would: its notebook, its declaration (in a profile's plugin) and
+    the profile that names the plugin: three files."""
+    (root / "notebooks" / "toy.ipynb").write_text(json.dumps(TOY_NOTEBOOK))
+    (root / "toy_page.py").write_text(TOY_DECLARATION)
+    smoke = (ROOT / "pruneflow" / "experiment" / "profiles" / "smoke.yaml").read_text()
+    (root / TOY).write_text(smoke.replace("name: smoke", "name: smoke\nplugins: [toy_page.py]"))
+
+
 def jupyter_book(root: Path) -> subprocess.CompletedProcess:
-    """``PRUNEFLOW_PROFILE=smoke jupyter-book build book`` in ``root``, results in ``root/results``."""
+    """``PRUNEFLOW_PROFILE=smoke_toy.yaml jupyter-book build book`` in ``root`` (the smoke profile and
+    the toy page), results in ``root/results``."""
     command = Path(sys.executable).parent / "jupyter-book"
-    environ = os.environ | {"PRUNEFLOW_PROFILE": "smoke", "PRUNEFLOW_RESULTS": "results"}
+    environ = os.environ | {"PRUNEFLOW_PROFILE": str(root / TOY), "PRUNEFLOW_RESULTS": "results"}
     return subprocess.run(
         [str(command if command.exists() else "jupyter-book"), "build", "book"],
         cwd=root,
@@ -158,11 +214,23 @@ def built(tmp_path_factory) -> Path:
         symlinks=True,
         ignore=shutil.ignore_patterns("generated", "_build", "data"),
     )
+    add_toy_page(root)
     done = jupyter_book(root)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    pages = len(book.plan(load_profile("smoke")))
-    assert f"pages: {pages} executed, 0 unchanged" in done.stdout
+    count = len(pages.plan(load_profile("smoke"))) + 1
+    assert f"pages: {count} executed, 0 unchanged" in done.stdout
     return root / "_build" / "html" / "index.html"
+
+
+@pytest.mark.slow
+def test_a_declared_page_is_built_into_the_book(built):
+    """The toy page, declared in a plugin, is executed, listed in the table of contents after the
+    question pages, and shows its glued sentence and table."""
+    html = built.parent
+    toy = (html / "generated" / "toy.html").read_text()
+    assert "A toy question" in toy and re.search(r"\d+ cells\.", toy) and "pruneflow-table" in toy
+    sidebar = (html / "generated" / "methods.html").read_text()
+    assert sidebar.index("q4_undecayed.html") < sidebar.index("toy.html") < sidebar.index("conclusions.html")
 
 
 @pytest.mark.slow
@@ -171,15 +239,15 @@ def test_book_builds_and_renders_offline(built):
     if find_chromium() is None:
         pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
     html = built.parent
-    pages = [built, *sorted((html / "generated").glob("q*.html"))]
-    assert [p.stem for p in pages[1:]] == [
+    files = [built, *sorted((html / "generated").glob("q*.html"))]
+    assert [p.stem for p in files[1:]] == [
         "q1_strategy-digits",
         "q1_strategy-mnist1d",
         "q2_task_complexity",
         "q3_model_size",
         "q4_undecayed",
     ]
-    for page in pages:
+    for page in files:
         result = check_page(page, png=SCREENSHOT_DIR / f"{page.stem}.png")
         if page.stem.startswith("q"):
             assert len(result.charts) >= 2, f"{page.name}: boxplot and scatter expected"
@@ -196,9 +264,9 @@ def test_pages_fit_the_column_and_show_no_summary_or_path(built):
     filesystem path of the build machine; each table links its CSV, which exists."""
     if find_chromium() is None:
         pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
-    pages = sorted((built.parent / "generated").glob("*.html"))
-    assert {p.stem for p in pages} >= {"methods", "conclusions", "appendix"}
-    for page in pages:
+    files = sorted((built.parent / "generated").glob("*.html"))
+    assert {p.stem for p in files} >= {"methods", "conclusions", "appendix"}
+    for page in files:
         text = page.read_text()
         assert not SUMMARY_RE.search(text), f"{page.name}: grid summary line"
         assert str(built.parents[2]) not in text and not PATH_RE.search(text), (
@@ -224,8 +292,8 @@ def test_rebuild_executes_nothing(built):
     before = snapshot(generated)
     done = jupyter_book(built.parents[2])
     assert done.returncode == 0, done.stdout[-3000:]
-    pages = len(book.plan(load_profile("smoke")))
-    assert f"pages: 0 executed, {pages} unchanged" in done.stdout
+    count = len(pages.plan(load_profile("smoke"))) + 1
+    assert f"pages: 0 executed, {count} unchanged" in done.stdout
     assert snapshot(generated) == before
 
 
@@ -249,9 +317,9 @@ def test_question_pages_draw_the_null_baseline_curves(built):
     """Every question page draws alpha_hat against retained accuracy with both null curves."""
     if find_chromium() is None:
         pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
-    pages = sorted((built.parent / "generated").glob("q*.html"))
-    assert pages
-    for page in pages:
+    files = sorted((built.parent / "generated").glob("q*.html"))
+    assert files
+    for page in files:
         text = page.read_text()
         assert "additive A_1/A_t" in text and "error odds ratio" in text, page.name
         result = check_page(page)

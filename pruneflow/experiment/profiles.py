@@ -115,7 +115,6 @@ SCHEMA: dict[str, Schema] = {
     "pruning": {"basis": "basis", "grad_batches": "int", "grad_batch_size": "int"},
     "datasets": ("map", {"model": "model", "train": SCHEDULE, "finetune": FINETUNE}, "dataset"),
     "grids": ("map", GRID),
-    "report": ("map", ("map", ("map", "any"))),
 }
 
 

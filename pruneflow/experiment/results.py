@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +155,14 @@ def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
     ``code_fingerprint``: the fingerprint of the code that computed the row. Rows of older code
     are kept here (a grid recomputes them under the current fingerprint and reads only those)."""
     tables = [t for t in map(_read, Store(path).files()) if t is not None]
+    return _frame([_with_fingerprint(t) for t in tables])
+
+
+def _frame(tables: list[pa.Table]) -> pd.DataFrame:
+    """``tables`` (with their ``code_fingerprint`` column) as one DataFrame, empty if none."""
     if not tables:
         return SCHEMA.empty_table().to_pandas().assign(code_fingerprint=pd.Series(dtype=object))
-    return pa.concat_tables([_with_fingerprint(t) for t in tables]).to_pandas()
+    return pa.concat_tables(tables).to_pandas()
 
 
 def _with_fingerprint(table: pa.Table) -> pa.Table:
@@ -172,3 +178,31 @@ def config(run_id: str, results: str | Path = DEFAULT_ROOT) -> DenseConfig | Pru
         if table is not None:
             return from_dict(json.loads(table.schema.metadata[CONFIG_KEY]))
     raise KeyError(f"no run {run_id!r} under {results}")
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The stored rows of some runs and of their dense models, and the runs not stored yet."""
+
+    frame: pd.DataFrame  # tidy rows (SCHEMA plus ``code_fingerprint``), each dense model once
+    missing: list[PruneConfig]  # runs without readable rows (or whose dense model has none)
+
+
+def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
+    """Read the rows of ``runs`` and of their dense models from the results folder ``root``;
+    computes nothing and writes nothing, so it works on a read-only folder."""
+    store, tables, missing = Store(root), [], []
+    runs = list(dict.fromkeys(runs))
+    stored = {d: store.read(d) for d in dict.fromkeys(r.dense for r in runs)}
+    tables = [_tagged(t, d.code) for d, t in stored.items() if t is not None]
+    for run in runs:
+        table = store.read(run) if stored[run.dense] is not None else None
+        if table is None:
+            missing.append(run)
+        else:
+            tables.append(_tagged(table, run.code))
+    return Collected(_frame(tables), missing)
+
+
+def _tagged(table: pa.Table, code: str) -> pa.Table:
+    return table.append_column("code_fingerprint", pa.array([code] * table.num_rows, pa.string()))

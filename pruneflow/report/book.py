@@ -1,18 +1,14 @@
 """Build the report: run the grid once, execute the stale pages with papermill, build the book.
 
-Pages come from the profile's ``report`` section: per notebook, named parameter groups layered
-over the shared parameters (``profile``, ``results``); each group becomes the page
-``book/generated/{notebook}-{key}.ipynb`` (``{notebook}.ipynb`` for a notebook the section does not
-name), which ``_toc.yml`` picks up by glob::
-
-    report:
-      q1_strategy: {digits: {dataset: digits}, mnist1d: {dataset: mnist1d}}
-
-Pages of one notebook that differ by ``dataset`` are ordered from the easiest dataset to the hardest
-(mean error of its dense models).
+The pages are those :mod:`.pages` declares for the profile (:func:`.pages.plan`); each becomes
+``book/generated/{notebook}-{key}.ipynb`` (``{notebook}.ipynb`` for a notebook of one page), and
+the table of contents jupyter-book reads is written beside them from the same plan
+(``book/generated/_toc.yml``, :func:`.pages.toc`; the top-level ``_toc.yml`` only names the root).
+Every page gets the shared parameters ``profile``, ``results`` and ``book`` (the page's name and
+the folder its tables' CSVs go to, :class:`.display.Export`).
 
 Page cache: a page is executed again only when its key changed,
-``sha256(notebook, parameters, pruneflow's source, the profile's result rows)``; keys live in
+``sha256(notebook, parameters, pruneflow's code, the profile's result rows)``; keys live in
 ``book/generated/.pages.json``. Atomic: stale pages execute into a temporary folder that replaces
 ``book/generated`` (and the tables' CSVs in ``book/_static/data``) only when every page succeeded.
 
@@ -31,69 +27,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pandas as pd
+import yaml
 
 from ..experiment import grid
-from ..experiment.profiles import Profile, load_profile
+from ..experiment import results as store
+from ..experiment.profiles import load_profile
+from .pages import Page, plan, toc
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(__file__).resolve().parents[1]
-# Notebooks in reading order; other issues append theirs (a plain list).
-PAGES = [
-    "methods",
-    "q1_strategy",
-    "q2_task_complexity",
-    "q3_model_size",
-    "q4_undecayed",
-    "conclusions",
-    "appendix",
-    "paper_analyses",
-    "paper_vs_ours",
-]
 CACHE = ".pages.json"
-DATA_ENV, PAGE_ENV = "PRUNEFLOW_BOOK_DATA", "PRUNEFLOW_BOOK_PAGE"  # where tables.show writes CSVs
+TOC = "_toc.yml"  # written into book/generated from the page plan
 
 
 class PageFailed(RuntimeError):
     """A page's notebook raised; the message names the notebook, the cell and the error."""
-
-
-@dataclass(frozen=True)
-class Page:
-    """One execution of a notebook: ``book/generated/{name}.ipynb``."""
-
-    notebook: str
-    key: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.notebook if self.key == "all" else f"{self.notebook}-{self.key}"
-
-
-def plan(profile: Profile, frame: pd.DataFrame | None = None) -> list[Page]:
-    """Every page of the book for ``profile``, in reading order (datasets by difficulty if ``frame``,
-    the grid's rows, is given)."""
-    section = profile.spec.get("report") or {}
-    for notebook in section:
-        if notebook not in PAGES:
-            raise ValueError(f"unknown report notebook {notebook!r}; valid choices: {', '.join(PAGES)}")
-    error = {}
-    if frame is not None and len(frame):
-        dense = frame[(frame.stage == "dense") & (frame.status == "ok")].drop_duplicates("run_id")
-        error = (1 - dense.groupby("dataset").accuracy.mean()).to_dict()
-    pages = []
-    for notebook in PAGES:
-        group = [
-            Page(notebook, key, dict(p or {})) for key, p in (section.get(notebook) or {"all": {}}).items()
-        ]
-        pages += sorted(group, key=lambda page: error.get(page.params.get("dataset"), 0.0))
-    return pages
 
 
 def source_hash(package: Path = PACKAGE) -> str:
@@ -132,7 +85,10 @@ def prepare(
     loaded = load_profile(profile)
     profile_arg = str(Path(profile).resolve()) if Path(profile).suffix in (".yaml", ".yml") else profile
     results = Path(results).resolve()
-    frame = grid.run(loaded, results, progress=progress)
+    summary = grid.run(loaded, results, progress=progress)
+    if progress:
+        print(summary, flush=True)
+    frame = store.collect(results, loaded.runs).frame
     pages = plan(loaded, frame)
     shared = {"profile": profile_arg, "results": str(results)}
     code, rows = source_hash(), rows_hash(frame)
@@ -157,7 +113,9 @@ def prepare(
             _execute(papermill, page, source, output, shared, root, work / "data")
             executed.append(page.name)
         if executed or keys != old:  # else the book is up to date: leave every file as it is
+            (work / "pages").mkdir(exist_ok=True)
             (work / "pages" / CACHE).write_text(json.dumps(keys, indent=1) + "\n")
+            (work / "pages" / TOC).write_text(yaml.safe_dump(toc(pages), sort_keys=False))
             _swap(work / "pages", generated)
             _swap(work / "data", data)
     finally:
@@ -168,13 +126,12 @@ def prepare(
 
 
 def _execute(papermill, page: Page, source: Path, output: Path, shared: dict, root: Path, data: Path) -> None:
-    before = {name: os.environ.get(name) for name in (DATA_ENV, PAGE_ENV)}
-    os.environ |= {DATA_ENV: str(data), PAGE_ENV: page.name}  # the kernel inherits them (tables.show)
+    context = {"page": page.name, "data": str(data)}  # where the page's tables save their CSVs
     try:
         papermill.execute_notebook(
             str(source),
             str(output),
-            parameters={**shared, **page.params},
+            parameters={**shared, **page.params, "book": context},
             cwd=str(root),
             progress_bar=False,
             kernel_name="python3",
@@ -184,12 +141,6 @@ def _execute(papermill, page: Page, source: Path, output: Path, shared: dict, ro
             f"page {page.name} failed: notebooks/{page.notebook}.ipynb, cell {error.cell_index} "
             f"(execution count {error.exec_count}): {error.ename}: {error.evalue}"
         ) from None
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     _tidy(output, page)
 
 
@@ -217,7 +168,7 @@ def build(
     """``jupyter-book build`` of ``root/book`` for ``profile`` and ``results`` (its extension runs
     :func:`prepare`); returns the path of ``index.html``. Raises :class:`PageFailed` if it fails."""
     start = time.perf_counter()
-    plan(load_profile(profile))  # a bad profile fails here, with its one-line ValueError
+    load_profile(profile)  # a bad profile fails here, with its one-line ValueError
     beside = Path(sys.executable).parent / "jupyter-book"  # the one of this environment, if any
     command = str(beside) if beside.exists() else "jupyter-book"
     environ = os.environ | {

@@ -307,3 +307,26 @@ def _baseline_panel(runs: pd.DataFrame, group: str, order: list[str], width: int
     dash = alt.StrokeDash("baseline:N", scale=alt.Scale(range=[[6, 4], [2, 2]]), title="null baseline")
     curve = alt.Chart(lines).mark_line(color="black").encode(x=x, y=y, strokeDash=dash)
     return alt.layer(curve, dots, big).properties(width=width, height=240)
+
+
+def paper_lines(fig5: pd.DataFrame, ours: pd.DataFrame) -> alt.Chart:
+    """Pooled alpha_hat against t (log scale), the paper's Figure 5 (``fig5``) and ours (``ours``, per
+    dataset), one colour per strategy and one dash per source."""
+    long = pd.concat(
+        [
+            fig5.assign(source="paper (CIFAR-10/ResNet-56)"),
+            ours.assign(source=lambda d: "ours: " + d.dataset),
+        ]
+    )
+    return (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("compression:Q", scale=alt.Scale(type="log"), title="compression ratio t"),
+            y=alt.Y("pooled_alpha_hat:Q", title="pooled alpha_hat"),
+            color="strategy:N",
+            strokeDash="source:N",
+            tooltip=["source", "strategy", "compression", "pooled_alpha_hat", "r2", "accuracy"],
+        )
+        .properties(width=420, height=260)
+    )

@@ -22,23 +22,13 @@ import pandas as pd
 from scipy import stats
 
 from ..experiment.config import CONTROL
-from ..registry import check_choice
+from ..registry import Registry, check_choice
+from ..strategies import STRATEGIES
 from . import inference, tables
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
 GROUP = ["dataset", "model", "width", "n_params", "basis"]
 CELL = [*GROUP, "strategy", "compression"]
-KEYS = (
-    "high",
-    "low",
-    "up_alpha",
-    "up_accuracy",
-    "rp_alpha",
-    "rp_accuracy",
-    "harder",
-    "smaller_prunable",
-    "smaller_all",
-)
 
 
 @dataclass(frozen=True)
@@ -155,6 +145,166 @@ def _select_common(
     return sel, n, int((~chosen.usable).sum())
 
 
+@dataclass(frozen=True)
+class Design:
+    """What every claim selects from: the per-run table, its cells, and the strategy comparisons
+    (the (dataset, model, width, basis) groups pruned by more than one strategy, and their cells)."""
+
+    runs: pd.DataFrame
+    cells: pd.DataFrame
+    strat: pd.DataFrame
+    strat_cells: pd.DataFrame
+    metric: str
+    high: float
+    low: float
+    margin: float
+    accuracy_margin: float
+    harder_datasets: Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim's input to the inference: its statement, the sign it claims, the per-dense-model
+    values of each stratum (with Welch weights between two groups), cells kept and left out."""
+
+    statement: str
+    sign: int
+    strata: list[np.ndarray]
+    cells: int
+    excluded: int
+    accuracy: bool = False
+    weights: list[float] | None = None
+
+
+CLAIMS: Registry[Callable[[Design], Claim]] = Registry("claim")
+
+
+def relative(claim: Callable[[Design], Claim]) -> Callable[[Design], Claim]:
+    """Mark a claim whose alpha_hat has a reference (the dense model, or the t = 1 control)."""
+    claim.relative = True  # type: ignore[attr-defined]
+    return claim
+
+
+def _randomness(strategies: pd.Series) -> pd.Series:
+    """Whether each strategy draws its mask at random (RP), from the strategies' own attribute."""
+    return strategies.map(lambda s: s in STRATEGIES and getattr(STRATEGIES[s], "random", False))
+
+
+def _ratio_claim(d: Design, keep: pd.Series, text: str, sign: int) -> Claim:
+    sel, n, out = _select(d.strat, d.strat_cells, keep)
+    return Claim(text, sign, _strata(_unit_means(sel, sel[d.metric] - 1)), n, out)
+
+
+@CLAIMS.register("high")
+@relative
+def _high(d: Design) -> Claim:
+    keep = ~_randomness(d.strat_cells.strategy) & (d.strat_cells.compression >= d.high)
+    return _ratio_claim(
+        d, keep, f"pruning intensifies recall differences at t >= {d.high:g} ({d.metric} > 1)", 1
+    )
+
+
+@CLAIMS.register("low")
+@relative
+def _low(d: Design) -> Claim:
+    keep = ~_randomness(d.strat_cells.strategy) & (d.strat_cells.compression <= d.low)
+    text = f"pruning de-intensifies recall differences at t <= {d.low:g} ({d.metric} < 1)"
+    return _ratio_claim(d, keep, text, -1)
+
+
+@CLAIMS.register("up_alpha")
+@relative
+def _up_alpha(d: Design) -> Claim:
+    up_mp = d.strat_cells.strategy.isin(["UP", "MP"]) & (d.strat_cells.compression >= d.high)
+    sel, n, out = _select(d.strat, d.strat_cells, up_mp)
+    sel = sel[sel.groupby([*GROUP, "compression", "dense_id"]).strategy.transform("nunique") == 2]
+    text = f"UP intensifies less than MP at t >= {d.high:g} ({d.metric} of UP - MP < 0)"
+    return Claim(text, -1, _strata(_paired(sel, "UP", ["MP"], d.metric)), n, out)
+
+
+def _accuracy_claim(d: Design, a: str, sign: int, text: str) -> Claim:
+    every = d.strat[d.strat.compression >= d.high]
+    n = int((d.strat_cells.strategy.isin([a, "MP"]) & (d.strat_cells.compression >= d.high)).sum())
+    return Claim(text, sign, _strata(_paired(every, a, ["MP"], "accuracy")), n, 0, accuracy=True)
+
+
+@CLAIMS.register("up_accuracy")
+def _up_accuracy(d: Design) -> Claim:
+    return _accuracy_claim(
+        d, "UP", 1, f"UP is more accurate than MP at t >= {d.high:g} (accuracy of UP - MP > 0)"
+    )
+
+
+@CLAIMS.register("rp_alpha")
+@relative
+def _rp_alpha(d: Design) -> Claim:
+    sel, _, out = _select(d.strat, d.strat_cells, pd.Series(True, index=d.strat_cells.index))
+    keys = [*GROUP, "compression", "dense_id"]
+    with_rp = sel.groupby(keys).strategy.transform(lambda s: (s == "RP").any())
+    sel = sel[with_rp & (sel.groupby(keys).strategy.transform("nunique") > 1)]
+    others = list(dict.fromkeys(sel.strategy[~_randomness(sel.strategy)]))
+    text = f"RP intensifies least, wherever its accuracy is usable ({d.metric} of RP - each other < 0)"
+    n = len(sel[CELL].drop_duplicates())
+    return Claim(text, -1, _strata(_paired(sel, "RP", others, d.metric)), n, out)
+
+
+@CLAIMS.register("rp_accuracy")
+def _rp_accuracy(d: Design) -> Claim:
+    text = f"RP is far less accurate than MP at t >= {d.high:g} (accuracy of RP - MP < 0)"
+    return _accuracy_claim(d, "RP", -1, text)
+
+
+@CLAIMS.register("harder")
+def _harder(d: Design) -> Claim:
+    pool, pool_cells = d.strat, d.strat_cells
+    if d.harder_datasets is not None:
+        pool, pool_cells = (t[t.dataset.isin(list(d.harder_datasets))] for t in (d.runs, d.cells))
+    mp = pool_cells[(pool_cells.strategy == "MP") & (pool_cells.compression >= d.high)]
+    alive = pool[pool.dataset.isin(mp.dataset[mp.usable])]  # a collapsed task cannot rank
+    order = tables.difficulty_order(alive[alive.strategy == "MP"]) if len(alive) else pd.DataFrame()
+    if len(order) < 2:
+        text = f"harder tasks intensify more at t >= {d.high:g} (one dataset only)"
+        return Claim(text, 1, [], 0, 0, weights=[1.0, -1.0])
+    ends = [order.index[-1], order.index[0]]
+    sel, n, out = _select_common(pool, mp, "dataset", ends)
+    units = _unit_means(sel, sel[d.metric])
+    groups = [units[units.dataset == e].value.to_numpy(float) for e in ends]
+    text = f"harder tasks intensify more at t >= {d.high:g} ({d.metric} of {ends[0]} - {ends[1]} > 0)"
+    return Claim(text, 1, groups, n, out, weights=[1.0, -1.0])
+
+
+def _smaller(d: Design, basis: str) -> Claim:
+    part = d.runs[(d.runs.strategy == "MP") & (d.runs.basis == basis)]
+    sizes = part.groupby("dataset").n_params.nunique()
+    part = part[part.dataset.isin(sizes[sizes > 1].index)]
+    groups, n, out = [], 0, 0
+    if len(part):
+        ends = [part.n_params.min(), part.n_params.max()]
+        t = d.cells
+        cand = t[
+            t.dataset.isin(part.dataset.unique())
+            & (t.strategy == "MP")
+            & (t.basis == basis)
+            & t.n_params.isin(ends)
+            & (t.compression >= d.high)
+        ]
+        sel, n, out = _select_common(part, cand, "n_params", ends)
+        units = sel.assign(value=sel[d.metric]).groupby(["n_params", "dense_id"]).value.mean().reset_index()
+        groups = [units[units.n_params == e].value.to_numpy(float) for e in ends]
+    text = (
+        f"smaller models intensify more at t >= {d.high:g}, {basis}-parameter basis "
+        f"({d.metric} of smallest - largest > 0)"
+    )
+    return Claim(text, 1, groups, n, out, weights=[1.0, -1.0])
+
+
+for _basis in ("prunable", "all"):
+    CLAIMS.register(f"smaller_{_basis}")(lambda d, b=_basis: _smaller(d, b))
+
+KEYS = tuple(CLAIMS.names())
+RELATIVE = tuple(k for k in KEYS if getattr(CLAIMS[k], "relative", False))
+
+
 def evaluate(
     frame: pd.DataFrame,
     *,
@@ -168,11 +318,11 @@ def evaluate(
     seed: int = 0,
     resamples: int = 2000,
     harder_datasets: Sequence[str] | None = None,
-    claims: Sequence[str] = KEYS,
+    claims: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per claim of ``claims`` (keys of :data:`KEYS`, Holm-adjusted together): estimate,
-    ``level`` interval, p, Holm-adjusted p, TOST p against +-``margin`` (``accuracy_margin`` for
-    accuracy), verdict, cells (kept / left out as unusable), models (dense models), bootstrap
+    """One row per claim of ``claims`` (names in :data:`CLAIMS`, default all; Holm-adjusted together):
+    estimate, ``level`` interval, p, Holm-adjusted p, TOST p against +-``margin`` (``accuracy_margin``
+    for accuracy), verdict, cells (kept / left out as unusable), models (dense models), bootstrap
     interval (``resamples`` draws; 0 skips it) and models per stratum for a half-width of the margin
     and half of it. ``metric`` names the per-run column of the intensification claims (null value
     1, e.g. ``alpha_hat`` or an excess ratio).
@@ -181,141 +331,48 @@ def evaluate(
     t >= ``high``; default: those of the strategy runs.
     Verdict: 'supported' / 'contradicted' when the Holm-adjusted p < 1 - level with the claimed /
     opposite sign, else 'equivalent' when the Holm-adjusted TOST p < 1 - level, else 'inconclusive'."""
-    for key in claims:
+    keys = list(KEYS if claims is None else claims)
+    for key in keys:
         check_choice("claim", key, KEYS)
     runs = per_run(frame)
     table = cells(runs, usable, level=level, metric=metric)
     strat = _strategy_runs(runs)
-    strat_cells = table.merge(strat[CELL].drop_duplicates(), on=CELL)
-    m = metric
-    rows = {}
-
-    def add(key, statement, sign, strata, weights, n_cells, n_out, accuracy=False):
+    design = Design(
+        runs,
+        table,
+        strat,
+        table.merge(strat[CELL].drop_duplicates(), on=CELL),
+        metric,
+        high,
+        low,
+        margin,
+        accuracy_margin,
+        harder_datasets,
+    )
+    rows = []
+    for key in keys:
+        claim = CLAIMS[key](design)
         scale = (
-            "accuracy difference" if accuracy else f"{m} - 1" if key in ("high", "low") else f"{m} difference"
+            "accuracy difference"
+            if claim.accuracy
+            else f"{metric} - 1"
+            if key in ("high", "low")
+            else (f"{metric} difference")
         )
-        rows[key] = dict(
-            claim=key,
-            statement=statement,
-            scale=scale,
-            sign=sign,
-            strata_values=strata,
-            weights=weights,
-            cells=n_cells,
-            excluded=n_out,
-            margin=accuracy_margin if accuracy else margin,
+        rows.append(
+            dict(
+                claim=key,
+                statement=claim.statement,
+                scale=scale,
+                sign=claim.sign,
+                strata_values=claim.strata,
+                weights=claim.weights,
+                cells=claim.cells,
+                excluded=claim.excluded,
+                margin=accuracy_margin if claim.accuracy else margin,
+            )
         )
-
-    det = strat_cells.strategy != "RP"
-    for key, keep, text, sign in (
-        (
-            "high",
-            det & (strat_cells.compression >= high),
-            f"pruning intensifies recall differences at t >= {high:g} ({m} > 1)",
-            1,
-        ),
-        (
-            "low",
-            det & (strat_cells.compression <= low),
-            f"pruning de-intensifies recall differences at t <= {low:g} ({m} < 1)",
-            -1,
-        ),
-    ):
-        sel, n, out = _select(strat, strat_cells, keep)
-        add(key, text, sign, _strata(_unit_means(sel, sel[m] - 1)), None, n, out)
-
-    hi = strat_cells.compression >= high
-    up_mp = strat_cells.strategy.isin(["UP", "MP"]) & hi
-    sel, n, out = _select(strat, strat_cells, up_mp)
-    sel = sel[sel.groupby([*GROUP, "compression", "dense_id"]).strategy.transform("nunique") == 2]
-    add(
-        "up_alpha",
-        f"UP intensifies less than MP at t >= {high:g} ({m} of UP - MP < 0)",
-        -1,
-        _strata(_paired(sel, "UP", ["MP"], m)),
-        None,
-        n,
-        out,
-    )
-    every = strat[strat.compression >= high]
-    add(
-        "up_accuracy",
-        f"UP is more accurate than MP at t >= {high:g} (accuracy of UP - MP > 0)",
-        1,
-        _strata(_paired(every, "UP", ["MP"], "accuracy")),
-        None,
-        int(up_mp.sum()),
-        0,
-        accuracy=True,
-    )
-    sel, _, out = _select(strat, strat_cells, pd.Series(True, index=strat_cells.index))
-    with_rp = sel.groupby([*GROUP, "compression", "dense_id"]).strategy.transform(lambda s: (s == "RP").any())
-    sel = sel[with_rp & (sel.groupby([*GROUP, "compression", "dense_id"]).strategy.transform("nunique") > 1)]
-    n = len(sel[CELL].drop_duplicates())
-    add(
-        "rp_alpha",
-        f"RP intensifies least, wherever its accuracy is usable ({m} of RP - each other < 0)",
-        -1,
-        _strata(_paired(sel, "RP", ["MP", "GP", "UP"], m)),
-        None,
-        n,
-        out,
-    )
-    add(
-        "rp_accuracy",
-        f"RP is far less accurate than MP at t >= {high:g} (accuracy of RP - MP < 0)",
-        -1,
-        _strata(_paired(every, "RP", ["MP"], "accuracy")),
-        None,
-        int((strat_cells.strategy.isin(["RP", "MP"]) & hi).sum()),
-        0,
-        accuracy=True,
-    )
-
-    pool, pool_cells = strat, strat_cells
-    if harder_datasets is not None:
-        pool, pool_cells = (t[t.dataset.isin(list(harder_datasets))] for t in (runs, table))
-    mp = pool_cells[(pool_cells.strategy == "MP") & (pool_cells.compression >= high)]
-    alive = pool[pool.dataset.isin(mp.dataset[mp.usable])]  # a collapsed task cannot rank
-    order = tables.difficulty_order(alive[alive.strategy == "MP"]) if len(alive) else pd.DataFrame()
-    if len(order) > 1:
-        ends = [order.index[-1], order.index[0]]
-        sel, n, out = _select_common(pool, mp, "dataset", ends)
-        units = _unit_means(sel, sel[m])
-        groups = [units[units.dataset == d].value.to_numpy(float) for d in ends]
-        text = f"harder tasks intensify more at t >= {high:g} ({m} of {ends[0]} - {ends[1]} > 0)"
-    else:
-        groups, n, out, text = [], 0, 0, f"harder tasks intensify more at t >= {high:g} (one dataset only)"
-    add("harder", text, 1, groups, [1.0, -1.0], n, out)
-
-    for basis in ("prunable", "all"):
-        part = runs[(runs.strategy == "MP") & (runs.basis == basis)]
-        sizes = part.groupby("dataset").n_params.nunique()
-        part = part[part.dataset.isin(sizes[sizes > 1].index)]
-        groups, n, out = [], 0, 0
-        if len(part):
-            ends = [part.n_params.min(), part.n_params.max()]
-            cand = table[
-                table.dataset.isin(part.dataset.unique())
-                & (table.strategy == "MP")
-                & (table.basis == basis)
-                & table.n_params.isin(ends)
-                & (table.compression >= high)
-            ]
-            sel, n, out = _select_common(part, cand, "n_params", ends)
-            units = sel.assign(value=sel[m]).groupby(["n_params", "dense_id"]).value.mean().reset_index()
-            groups = [units[units.n_params == e].value.to_numpy(float) for e in ends]
-        add(
-            f"smaller_{basis}",
-            f"smaller models intensify more at t >= {high:g}, {basis}-parameter basis "
-            f"({m} of smallest - largest > 0)",
-            1,
-            groups,
-            [1.0, -1.0],
-            n,
-            out,
-        )
-    return _infer([rows[k] for k in claims], level, seed, resamples)
+    return _infer(rows, level, seed, resamples)
 
 
 def _infer(rows: list[dict], level: float, seed: int, resamples: int) -> pd.DataFrame:

@@ -37,8 +37,9 @@ class Spec:
     dense: list[DenseConfig]
 
     @classmethod
-    def of(cls, profile: str) -> Spec:
-        loaded = load_profile(profile)
+    def of(cls, profile: Profile | str) -> Spec:
+        """The spec of ``profile`` (a loaded one, or its name or path)."""
+        loaded = profile if isinstance(profile, Profile) else load_profile(profile)
         return cls(loaded, loaded.runs, loaded.dense)
 
 

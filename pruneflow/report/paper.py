@@ -205,3 +205,82 @@ def paper_vs_ours(published_cells: pd.DataFrame, ours: pd.DataFrame) -> pd.DataF
     exact = same.groupby([side[k] for k in keys]).transform("any")
     side = side[same | ~exact].assign(same_cell=same[same | ~exact])
     return side.sort_values([*keys, "our_dataset"]).reset_index(drop=True)
+
+
+def cells_with_pooled(runs: pd.DataFrame, table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per cell: our mean alpha_hat with its interval and mark (:func:`cell_marks`) beside the paper's
+    pooled alpha_hat and r^2 (:func:`pooled`) and the mean accuracy."""
+    cells = cell_marks(runs, by).merge(pooled(table, by)[[*by, "compression", "pooled_alpha_hat", "r2"]])
+    columns = ["models", "alpha_hat", "ci_low", "ci_high", "mark", "pooled_alpha_hat", "r2", "accuracy"]
+    return cells[[*by, "compression", *columns]]
+
+
+def size_tests(runs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's model-size family: per dataset, basis and strategy, one-sided independent t-tests
+    between consecutive model sizes (H1: the larger model has the larger alpha)."""
+    ladder = runs.sort_values("n_params").groupby(["dataset", "basis", "strategy"])
+    parts = [
+        level_tests(
+            g, "n_params", consecutive(sorted(g.n_params.unique())), paired=False, alternative="greater"
+        ).assign(dataset=k[0], basis=k[1], strategy=k[2])
+        for k, g in ladder
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def figure5(published_numbers: pd.DataFrame) -> pd.DataFrame:
+    """Figure 5 of the paper as one row per (dataset, model, strategy, t): pooled alpha_hat, r^2, accuracy."""
+    return (
+        published_numbers[published_numbers.figure == "figure5"]
+        .pivot_table(
+            index=["dataset", "model", "strategy", "compression"],
+            columns="quantity",
+            values="value",
+            aggfunc="first",
+        )
+        .astype(float)
+        .reset_index()
+    )
+
+
+def same_cell_sentence(side: pd.DataFrame) -> str:
+    """How many published cells this profile ran, and which of ours stand in for the others."""
+    return (
+        f"{int(side.same_cell.sum())} of {len(side)} published cells were run by this profile; "
+        f"the others show our {', '.join(sorted(side.our_dataset.dropna().unique()))} cells instead."
+    )
+
+
+def marks_side_by_side(published_numbers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's marks of Figures 1-4 beside our marks of every cell with the same strategy and t."""
+    marks = published_numbers[published_numbers.quantity == "mark"].rename(columns={"value": "paper_mark"})
+    ours = summary(runs, ["dataset", "strategy"])[["dataset", "strategy", "compression", "mark"]]
+    ours = ours.rename(columns={"dataset": "our_dataset", "mark": "our_mark"})
+    return marks.merge(ours, on=["strategy", "compression"], how="left")
+
+
+def random_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, RP strategy, basis and t: mean accuracy and mean dense accuracy of random pruning."""
+    rp = runs[runs.strategy.isin(["RP", "RP-bernoulli"])]
+    return (
+        rp.groupby(["dataset", "strategy", "basis", "compression"])
+        .agg(accuracy=("accuracy", "mean"), dense_accuracy=("dense_accuracy", "mean"))
+        .reset_index()
+    )
+
+
+def random_sentence(rp_accuracy: pd.DataFrame, fig5: pd.DataFrame) -> str:
+    """Our RP's accuracy at t = 2 (:func:`random_accuracy`) beside the paper's RP and MP (:func:`figure5`)."""
+    paper_rp2, paper_mp2 = (
+        float(fig5[(fig5.strategy == s) & (fig5.compression == 2)].accuracy.iloc[0]) for s in ("RP", "MP")
+    )
+    at2 = rp_accuracy[(rp_accuracy.compression == 2) & (rp_accuracy.strategy == "RP")]
+    if not len(at2):
+        return "This profile ran no RP at t = 2."
+    return (
+        f"At $t = 2$ our RP keeps a mean accuracy of {at2.accuracy.min():.3f} to {at2.accuracy.max():.3f} "
+        "across datasets "
+        f"(dense {at2.dense_accuracy.min():.3f} to {at2.dense_accuracy.max():.3f}); "
+        f"the paper's RP keeps {paper_rp2:.3f} "
+        f"(its MP keeps {paper_mp2:.3f})."
+    )

@@ -11,53 +11,15 @@ From the tidy result rows (:func:`pruneflow.experiment.results.load`):
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pandas as pd
 
-from ..experiment import grid
-from ..experiment.profiles import load_profile
 from ..metrics import alpha_additive, alpha_hat, alpha_odds, intensification_ratio, normalized_recall_balance
 from ..stats import diff_ci, mark, mean_ci
 
 RUN_KEYS = ["dataset", "model", "width", "n_params", "seed", "strategy", "compression", "basis", "dense_id"]
 LEVEL = 0.99
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What a question notebook analyses: rows, per-class intensification, per-run alpha_hat."""
-
-    frame: pd.DataFrame  # tidy rows of the grid (results.SCHEMA)
-    table: pd.DataFrame  # per (pruned run, class): Bbar_1, Bbar_t, I_t
-    runs: pd.DataFrame  # per pruned run: alpha_hat, accuracy
-    failed: pd.DataFrame  # per failed run: status and reason
-
-
-def gather(
-    profile: str, results: str, grid_name: str, only: dict[str, str] | None = None, stage: str = "finetuned"
-) -> Evidence:
-    """Run (or read back) the grid ``grid_name`` of ``profile`` and derive the question's tables."""
-    frame = rows(profile, results, grid_name, only)
-    good, failed = ok_rows(frame)
-    table = intensification(good, stage)
-    runs = pd.concat([alphas(t) for _, t in table.groupby("dataset")], ignore_index=True)
-    return Evidence(frame, table, runs, failed)
-
-
-def rows(profile: str, results: str, grid_name: str | None = None, only: dict[str, str] | None = None):
-    """The result rows of ``profile`` (its grid ``grid_name`` if given), read back from ``results``.
-
-    The book runs the grid before its pages, so this only reads; a page executed alone computes
-    what is missing, quietly (no grid summary line on a page)."""
-    spec = load_profile(profile)
-    with contextlib.redirect_stdout(io.StringIO()):
-        return grid.run(spec.subset(grid_name) if grid_name else spec, results, only=only, progress=False)
 
 
 def ok_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -203,89 +165,6 @@ def compare(
     return pd.DataFrame(rows)
 
 
-def tally(summary_table: pd.DataFrame, cell: str) -> str:
-    """A sentence counting the marks of a summary table: how many cells intensify, de-intensify."""
-    counts = summary_table["mark"].value_counts()
-    n = len(summary_table)
-    return (
-        f"Of the {n} {cell} cells, {counts.get('>', 0)} intensify (99% CI of alpha_hat above 1), "
-        f"{counts.get('<', 0)} de-intensify (CI below 1) and {counts.get('?', 0)} are inconclusive "
-        f"(CI overlaps 1)."
-    )
-
-
-# Column names as a reader reads them (the tables keep their tidy names).
-HEADERS = {
-    "compression": "t",
-    "alpha_hat": "mean \u03b1\u0302",
-    "alpha_hat_vs_control": "mean \u03b1\u0302 vs control",
-    "ci_low": "99% CI low",
-    "ci_high": "99% CI high",
-    "dense_accuracy": "dense accuracy",
-    "undefined_I": "classes with undefined I",
-    "n_params": "parameters",
-    "run_id": "run",
-    "dense_id": "dense model",
-    "alpha_hat_diff": "\u0394 \u03b1\u0302",
-    "alpha_hat_low": "\u0394 \u03b1\u0302 low",
-    "alpha_hat_high": "\u0394 \u03b1\u0302 high",
-    "alpha_hat_mark": "\u0394 \u03b1\u0302 mark",
-    "accuracy_diff": "\u0394 accuracy",
-    "accuracy_low": "\u0394 acc. low",
-    "accuracy_high": "\u0394 acc. high",
-    "accuracy_mark": "\u0394 acc. mark",
-}
-# Columns shown with as many digits as they need (ratios, widths, counts), not fixed decimals.
-GENERAL = {"compression", "width", "seed", "models", "classes", "n_params", "undefined_I", "epochs"}
-PAGE_ENV = "PRUNEFLOW_BOOK_PAGE"  # set by pruneflow.report.book for the page being executed
-DATA_ENV = "PRUNEFLOW_BOOK_DATA"
-_exported: list[str] = []
-
-
-def show(table: pd.DataFrame, digits: int = 3, name: str | None = None, max_columns: int = 8):
-    """A table formatted for the page: fixed decimals (ratios and counts as they are), human
-    headers, no index, the first ``max_columns`` columns; in the book, the whole table is also saved
-    as ``_static/data/{page}-{name}.csv`` (``name`` defaults to ``table-{n}``, the n-th table of
-    the page) and linked under it, naming the columns only the CSV holds."""
-    link = _export(table, name)
-    flat = not isinstance(table.columns, pd.MultiIndex)  # side-by-side tables stay whole
-    hidden = [HEADERS.get(c, str(c).replace("_", " ")) for c in table.columns[max_columns:]] if flat else []
-    if link is not None and flat:
-        table = table[table.columns[:max_columns]]
-    general = [c for c in table.columns if GENERAL & set(c if isinstance(c, tuple) else [c])]
-    style = (
-        table.style.format(precision=digits, na_rep="-", thousands=",")
-        .format("{:g}", subset=general, na_rep="-")
-        .format_index(lambda c: HEADERS.get(c, str(c).replace("_", " ")), axis=1)
-        .hide(axis="index")
-        .set_table_attributes('class="pruneflow-table"')
-    )
-    text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c]) and c not in general]
-    style = style.set_properties(subset=text, **{"text-align": "left", "white-space": "normal"})
-    if link is None:
-        return style
-    from IPython.display import HTML
-
-    more = f" (also: {', '.join(hidden)})" if hidden else ""
-    csv = f'<p class="pruneflow-csv"><a href="{link}" download>CSV of this table</a>{more}</p>'
-    return HTML(style.to_html() + csv)
-
-
-def _export(table: pd.DataFrame, name: str | None) -> str | None:
-    """Write ``table`` to the book's data folder; its link relative to a page, or None outside the book."""
-    page, folder = os.environ.get(PAGE_ENV), os.environ.get(DATA_ENV)
-    if not page or not folder:
-        return None
-    _exported.append(page)
-    slug = re.sub(r"[^a-z0-9]+", "-", (name or f"table-{_exported.count(page)}").lower()).strip("-")
-    flat = table.copy()
-    if isinstance(flat.columns, pd.MultiIndex):
-        flat.columns = ["_".join(map(str, c)).strip("_") for c in flat.columns]
-    file = f"{page}-{slug}.csv"
-    flat.to_csv(os.path.join(folder, file), index=False)
-    return f"../_static/data/{file}"
-
-
 def difficulty_order(runs: pd.DataFrame) -> pd.DataFrame:
     """Datasets from easiest to hardest by the mean test error of their dense models, with a label."""
     error = 1 - runs.drop_duplicates("dense_id").groupby("dataset").dense_accuracy.mean()
@@ -293,6 +172,11 @@ def difficulty_order(runs: pd.DataFrame) -> pd.DataFrame:
     order["label"] = [f"{d} ({e:.1%} error)" for d, e in order.error.items()]
     order["label"] = pd.Categorical(order.label, categories=list(order.label), ordered=True)
     return order
+
+
+def by_difficulty(frame: pd.DataFrame, order: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each dataset named by its label of :func:`difficulty_order` (ordered categories)."""
+    return frame.assign(dataset=frame.dataset.map(order.label))
 
 
 def with_size_label(frame: pd.DataFrame) -> pd.DataFrame:

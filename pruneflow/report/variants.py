@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import data, models
+from ..experiment.config import PruneConfig
+from ..experiment.profiles import load_profile
+from ..masks import prunable_weights
 from ..stats import mean_ci
+from .methods import schedule_text
 from .tables import LEVEL, compare
 
 PAIRS = (("UP-signed", "UP"), ("RP-bernoulli", "RP"))  # (the authors' variant, ours)
@@ -150,3 +155,16 @@ def rp_sentences(
             f"({wide.retained_low:.3f} to {wide.retained_high:.3f}): {trend}."
         )
     return " ".join(parts)
+
+
+def setup_contrast(ours: PruneConfig) -> dict[str, str]:
+    """What the Q4 page's prose compares between the paper's setup and a run of ours: pruned layers
+    of ResNet-56 (``q4_deep``) and of our model (``q4_shallow``), and the two fine-tuning schedules."""
+    shape = data.load(ours.dense.dataset)
+    ours_model = models.build(ours.dense.model, shape.input_shape, shape.num_classes)
+    return {
+        "q4_deep": f"{len(prunable_weights(models.build('resnet56', (3, 32, 32), 10)))}",
+        "q4_shallow": f"{len(prunable_weights(ours_model))}",
+        "q4_paper_finetune": schedule_text(load_profile("paper").grids["strategy"][0].finetune),
+        "q4_our_finetune": schedule_text(ours.finetune),
+    }
