@@ -135,7 +135,7 @@ def authors_threshold_mask(scores: Scores, keep_fraction: float) -> Mask:
         raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction!r}")
     flat = torch.cat([s.detach().flatten() for s in scores.values()])
     threshold = float(np.quantile(flat.cpu().numpy(), 1 - keep_fraction))  # numpy: no size limit
-    # compared in float64, as numpy compares a float32 array with its float64 quantile
+    # thr (float32 for float32 scores) is exact as a Python float: comparing in float64 is numpy's comparison
     return Mask({n: ~((s.double() > -threshold) & (s.double() < threshold)) for n, s in scores.items()})
 
 
