@@ -119,7 +119,11 @@ def undecayed_authors(weights: dict[str, Tensor], ctx: Context) -> Scores:
     """UP-authors: the authors' UP as their code ran it: UP-signed's score ``eps * w^2 - w * g``
     through their global threshold (:func:`authors_threshold_mask`) at the asked keep fraction, so
     it keeps at least as many weights as asked when scores are negative, and all of them once
-    the threshold is <= 0."""
+    the threshold is <= 0.
+
+    Pruning iff ``-thr < s < thr`` is pruning iff ``|s| < thr``: the kept weights are UP's top
+    ``|eps * w^2 - w * g|``, as many as the signed quantile lets through; so this is our UP at a
+    lower compression than asked."""
     return authors_threshold_mask(undecayed_signed(weights, ctx), ctx.keep_fraction)
 
 

@@ -94,6 +94,25 @@ def test_kept_is_the_nonzero_count_and_realised_compression_follows_it(trained, 
             assert 1 < result.compression < t
 
 
+def test_authors_mask_is_our_up_at_the_count_it_keeps(trained) -> None:
+    """-thr < s < thr is |s| < thr: the rule keeps the top |s|, i.e. our UP's mask at the rule's count."""
+    dense, batches = trained
+    for t in (2, 10):
+        authors = compute_mask(dense, "UP-authors", t, batches=batches, weight_decay=5e-4)
+        ours = compute_mask(dense, "UP", t, batches=batches, weight_decay=5e-4, keep=authors.kept)
+        assert all(torch.equal(authors.masks[k], ours.masks[k]) for k in ours.masks)
+        assert ours.compression_prunable == authors.compression_prunable < t
+
+
+def test_keep_overrides_the_asked_count_of_ranking_strategies_only(trained) -> None:
+    dense, batches = trained
+    result = compute_mask(dense, "MP", 4, keep=100)
+    assert result.kept == result.masks.num_kept == 100
+    for strategy, keep in [("MP", 0), ("MP", 10**9), ("UP-authors", 100), ("RP-bernoulli", 100)]:
+        with pytest.raises(ValueError, match="cannot keep"):
+            compute_mask(dense, strategy, 4, batches=batches, keep=keep)
+
+
 def test_kept_count_at_low_t_is_everything_and_the_run_is_ok(tmp_path) -> None:
     """At t = 1.1 the quantile lies among the negative scores (thr < 0): the run keeps every weight,
     is recorded as ok with realised t = 1 on both bases, and its matched MP keeps everything too."""

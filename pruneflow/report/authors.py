@@ -35,15 +35,19 @@ METHODS = (
     "thr = np.quantile(s, 1 - keep fraction) over the flattened scores of all prunable weights, and "
     "`threshold_mask` prunes a weight iff -thr < s < thr. With non-negative scores (MP's |w|, GP's "
     "|w g|) this is an exact top-k; with signed scores it also keeps the weights below -thr, so it "
-    "prunes fewer weights than asked, and none once thr <= 0. Our `UP-authors` runs this rule "
-    "exactly (eps = the training weight decay, 5e-4 as theirs; the keep fraction is our rounded kept "
-    "count over the prunable weights) and records the compression it reached. MP and GP are "
+    "prunes fewer weights than asked, and none once thr <= 0. Since -thr < s < thr is |s| < thr, the "
+    "weights it keeps are those of highest |s|, our UP's ranking: their UP is our UP at the lower "
+    "compression their threshold reaches. Our `UP-authors` runs this rule "
+    "exactly (eps = our training weight decay, 5e-4 in every profile, the constant their score "
+    "hard-codes; the keep fraction is our rounded kept count over the prunable weights, theirs was "
+    "unrounded) and records the compression it reached. MP and GP are "
     "unaffected by the rule; their RP, a Bernoulli keep-mask per layer, is our `RP-bernoulli`; their "
     "UP is our `UP-authors`. Our `UP` (|eps w^2 - w g| ranked to the exact count) and `UP-signed` "
     "(the signed score ranked to the exact count) are our own variants, which the authors did not run. "
     "`MP@UP-authors` and `UP@UP-authors` rank by MP's and our UP's scores but keep exactly as many "
     "weights as UP-authors kept on the same dense model at the same asked t, so that they compare with "
-    "it at the compression it really reached."
+    "it at the compression it really reached (`UP@UP-authors` keeps UP-authors' very mask, up to ties "
+    "in |s|, so its difference from UP-authors is the fine-tuning noise alone)."
 )
 
 
