@@ -17,7 +17,7 @@ from pruneflow.devices import derive_seed
 from pruneflow.experiment import grid
 from pruneflow.experiment.config import DenseConfig, PruneConfig, _identity
 from pruneflow.experiment.profiles import ProfileError, parse
-from pruneflow.experiment.tasks import Stopwatch, train_dense
+from pruneflow.experiment.tasks import Stopwatch, matched_keep, train_dense
 from pruneflow.masks import parameter_counts, prunable_weights
 from pruneflow.pruning import global_mask
 from pruneflow.strategies import authors_threshold_mask
@@ -145,6 +145,7 @@ def test_matched_runs_keep_exactly_up_authors_count_on_each_dense_model(tmp_path
     batches = gradient_batches(data.load("digits"), 1, 128, seed=derive_seed("gradient", run.dense.seed))
     own = compute_mask(dense, "UP-authors", 10, batches=batches, weight_decay=run.dense.train.weight_decay)
     assert cells.loc[(run.dense.id, 10.0), "MP@UP-authors"] == own.kept
+    assert matched_keep(run, dense, batches, None) == own.kept  # uncached, as a Dask worker runs it
     # grid filters take the label
     only = grid.select(parse(spec).runs, {"strategy": "MP@UP-authors"})
     assert len(only) == 4 and {r.label for r in only} == {"MP@UP-authors"}
