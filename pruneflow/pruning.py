@@ -125,15 +125,24 @@ def compute_mask(
     weight_decay: float = 0.0,
     seed: int = 0,
     scores: dict[str, Tensor] | None = None,
+    keep: int | None = None,
 ) -> PruneResult:
     """The mask ``strategy`` would apply at ``compression``; ``model`` is left unchanged.
     ``scores``, if given, are the strategy's scores computed beforehand (as ``importance_scores`` of
-    ``torch.nn.utils.prune``; e.g. one :func:`score` shared by every ratio of a ratio-free strategy)."""
+    ``torch.nn.utils.prune``; e.g. one :func:`score` shared by every ratio of a ratio-free strategy).
+    ``keep``, if given, is the number of prunable weights to keep instead of the one ``compression``
+    asks for (a run matched to another strategy's kept count); the realised compression follows it.
+    A mask-drawing strategy (``draws_mask``: RP-bernoulli, UP-authors) keeps what its rule gives,
+    at least one weight; when it keeps every weight, the realised compression is 1."""
     check_weight_decay(weight_decay)
     n_prunable, n_all = parameter_counts(model)
-    keep = weights_to_keep(compression, basis, n_prunable, n_all)
+    asked = weights_to_keep(compression, basis, n_prunable, n_all)
     weights = prunable_weights(model)
-    if getattr(STRATEGIES[strategy], "draws_mask", False):  # it draws its masks; the kept count is random
+    draws = getattr(STRATEGIES[strategy], "draws_mask", False)
+    if keep is not None and (draws or not 0 < keep <= n_prunable):
+        raise ValueError(f"cannot keep {keep} of {n_prunable} weights with {strategy!r}")
+    keep = asked if keep is None else keep
+    if draws:  # it draws its masks; the kept count is random
         context = Context(model, batches, weight_decay, generator(seed), keep / n_prunable)
         masks = Mask(STRATEGIES[strategy](weights, context))
         keep = max(sum(int(m.sum()) for m in masks.values()), 1)
@@ -155,12 +164,14 @@ def prune(
     weight_decay: float = 0.0,
     seed: int = 0,
     scores: dict[str, Tensor] | None = None,
+    keep: int | None = None,
 ) -> PruneResult:
     """Prune ``model`` in place with ``strategy`` to ``compression`` and return the masks.
 
     ``strategy`` is a name in :data:`pruneflow.strategies.STRATEGIES` (MP, GP, UP, RP),
     ``batches`` an iterable of (inputs, labels) for the gradient strategies, ``weight_decay`` the
-    eps of UP, ``seed`` the seed of RP, ``scores`` precomputed scores (:func:`compute_mask`).
+    eps of UP, ``seed`` the seed of RP, ``scores`` precomputed scores, ``keep`` an exact kept
+    count overriding the one ``compression`` asks for (:func:`compute_mask`).
     """
     result = compute_mask(
         model,
@@ -171,6 +182,7 @@ def prune(
         weight_decay=weight_decay,
         seed=seed,
         scores=scores,
+        keep=keep,
     )
     result.masks.apply(model)
     return result

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .masks import Mask
 from .registry import Registry
 
 Batches = Iterable[tuple[Tensor, Tensor]]
@@ -118,6 +120,36 @@ def random_bernoulli(weights: dict[str, Tensor], ctx: Context) -> Scores:
         n: (torch.rand(w.shape, generator=ctx.generator) < ctx.keep_fraction).to(w.device)
         for n, w in weights.items()
     }
+
+
+@STRATEGIES.register("UP-authors")
+@draws_mask
+def undecayed_authors(weights: dict[str, Tensor], ctx: Context) -> Scores:
+    """UP-authors: the authors' UP as their code ran it: UP-signed's score ``eps * w^2 - w * g``
+    through their global threshold (:func:`authors_threshold_mask`) at the asked keep fraction, so
+    it keeps at least as many weights as asked when scores are negative, and all of them once
+    the threshold is <= 0.
+
+    Pruning iff ``-thr < s < thr`` is pruning iff ``|s| < thr``: the kept weights are UP's top
+    ``|eps * w^2 - w * g|``, as many as the signed quantile lets through; so this is our UP at a
+    lower compression than asked."""
+    return authors_threshold_mask(undecayed_signed(weights, ctx), ctx.keep_fraction)
+
+
+def authors_threshold_mask(scores: Scores, keep_fraction: float) -> Mask:
+    """Keep-mask of the authors' ShrinkBench rule (``strategies/utils.py``): one threshold over the
+    flattened scores of every tensor, ``thr = np.quantile(scores, 1 - keep_fraction)`` (numpy's
+    default linear interpolation, on the scores as float32, as their numpy arrays were), and a weight
+    is pruned iff ``-thr < s < thr``. With non-negative scores and no ties this keeps exactly the
+    ``keep_fraction`` highest (numpy 2 interpolates float32 scores in float32, so when two scores
+    lie within a float32 rounding of the threshold one more may stay); with signed scores it keeps
+    more (the negative scores below ``-thr`` too), and everything when ``thr <= 0``."""
+    if not 0 < keep_fraction <= 1:
+        raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction!r}")
+    flat = torch.cat([s.detach().flatten() for s in scores.values()])
+    threshold = float(np.quantile(flat.cpu().numpy(), 1 - keep_fraction))  # numpy: no size limit
+    # thr (float32 for float32 scores) is exact as a Python float: comparing in float64 is numpy's comparison
+    return Mask({n: ~((s.double() > -threshold) & (s.double() < threshold)) for n, s in scores.items()})
 
 
 def loss_gradients(model: nn.Module, weights: dict[str, Tensor], batches: Batches | None) -> Scores:

@@ -14,10 +14,19 @@ RATIOS = {2.0, 4.0, 10.0, 20.0, 50.0}
 
 def test_paper_profile_expands_to_the_papers_sub_grids() -> None:
     profile = load_profile("paper")
-    strategy, size, dataset = (profile.grids[g] for g in ("strategy", "model_size", "difficulty"))
-    # CIFAR-10/ResNet-56, MP GP UP RP + the authors' 2 variants, and the t = 1 control of each model
-    assert len(strategy) == 6 * 5 * 30 + 30
+    strategy, size, dataset, authors = (
+        profile.grids[g] for g in ("strategy", "model_size", "difficulty", "authors")
+    )
+    # CIFAR-10/ResNet-56, MP GP UP RP + the authors' RP, and the t = 1 control of each model
+    assert len(strategy) == 5 * 5 * 30 + 30
     assert Counter(r.strategy for r in strategy)[CONTROL] == 30
+    # the authors' UP, and MP and UP matched to its count (issue 18), on the same dense models
+    assert Counter(r.label for r in authors) == {
+        "UP-authors": 150,
+        "MP@UP-authors": 150,
+        "UP@UP-authors": 150,
+    }
+    assert {r.dense for r in authors} == {r.dense for r in strategy}
     assert {(r.dense.dataset, r.dense.model) for r in strategy} == {("cifar10", "resnet56")}
     assert len(size) == 5 * 2 * 5 * 30  # ResNet-20..110 x {MP, UP} x 5 ratios x 30 models
     assert Counter(r.dense.model for r in size) == {f"resnet{d}": 300 for d in (20, 32, 44, 56, 110)}
@@ -33,7 +42,7 @@ def test_paper_profile_expands_to_the_papers_sub_grids() -> None:
     # the same dense models at every ratio and across grids: 5 ResNets + 3 other datasets, 30 seeds each
     assert len(profile.dense) == (5 + 3) * 30
     # inclusion-exclusion: CIFAR-10/ResNet-56 MP and UP lie in several grids
-    assert len(profile.runs) == 930 + 1500 + 600 - 300 - 150 - 150 + 150
+    assert len(profile.runs) == 780 + 1500 + 600 - 300 - 150 - 150 + 150 + 450
 
 
 def test_paper_profile_schedules() -> None:

@@ -20,7 +20,8 @@ from .fingerprint import dense_fingerprint, prune_fingerprint
 
 CONTROL = "control"  # reserved strategy name of the fine-tuned, unpruned t = 1 run
 _LATER_DEFAULTS = {"lr_steps": [], "validation": 0.0}  # schedule fields hashed only when set (as JSON)
-_LATER_PRUNE_DEFAULTS = {"finetune_lr_steps": []}  # the same for fields of PruneConfig
+_LATER_PRUNE_DEFAULTS = {"finetune_lr_steps": [], "match": ""}  # the same for fields of PruneConfig
+MATCH = "@"  # a matched run's label: its strategy, MATCH, the strategy whose kept count it takes
 
 
 def _identity(kind: str, payload: dict[str, Any], code: str) -> str:
@@ -77,7 +78,13 @@ class PruneConfig:
 
     Fine-tuning runs ``finetune_epochs`` from ``finetune_lr``, cosine or in ``finetune_lr_steps``
     stages (:class:`pruneflow.train.Schedule`); its momentum, batch size, precision and validation
-    split, like UP's eps and the fine-tuning weight decay, are those of the dense model's training."""
+    split, like UP's eps and the fine-tuning weight decay, are those of the dense model's training.
+
+    ``match``, if set, names a mask-drawing strategy (``draws_mask``, e.g. UP-authors): the run then
+    keeps exactly as many weights as ``match`` keeps at the same asked ``compression`` and ``basis``
+    on the same dense model (its own run's mask, computed with that run's seed and batches), ranked
+    by ``strategy``; ``compression`` stays the asked t, the rows record the t realised, and its
+    :attr:`label` (``MP@UP-authors``) is the rows' strategy."""
 
     dense: DenseConfig
     strategy: str
@@ -88,8 +95,11 @@ class PruneConfig:
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
     finetune_lr_steps: tuple[tuple[int, float], ...] = ()  # (epochs, lr factor) stages; () = cosine
+    match: str = ""  # a mask-drawing strategy whose kept count this run takes; "" = the asked t's
 
     def __post_init__(self) -> None:
+        if self.match:
+            check_match(self.strategy, self.match)
         if self.strategy == CONTROL:  # the t = 1 control: fine-tuned like the others, nothing pruned
             if self.compression != 1:
                 raise ValueError(f"the {CONTROL!r} run has compression 1, got {self.compression!r}")
@@ -109,6 +119,11 @@ class PruneConfig:
         return _identity("prune", asdict(self), self.code)
 
     @property
+    def label(self) -> str:
+        """The strategy as rows name it: ``MP``, or ``MP@UP-authors`` for a run matched to UP-authors."""
+        return f"{self.strategy}{MATCH}{self.match}" if self.match else self.strategy
+
+    @property
     def streams(self) -> str:
         """Key of the run's random streams (RP's draw, the fine-tuning batch order): its identity
         without the code fingerprint, so that an edit of the code that changes no number (a
@@ -117,8 +132,13 @@ class PruneConfig:
 
     @property
     def code(self) -> str:
-        """Fingerprint of the code a pruned run depends on (:func:`.fingerprint.prune_fingerprint`)."""
-        return prune_fingerprint(self.dense.dataset, self.dense.model, self.strategy)
+        """Fingerprint of the code a pruned run depends on (:func:`.fingerprint.prune_fingerprint`),
+        that of its ``match`` strategy's code included."""
+        code = prune_fingerprint(self.dense.dataset, self.dense.model, self.strategy)
+        if self.match:
+            other = prune_fingerprint(self.dense.dataset, self.dense.model, self.match)
+            code = hashlib.sha256(f"{code}:{other}".encode()).hexdigest()[:12]
+        return code
 
     @property
     def finetune(self) -> Schedule:
@@ -133,6 +153,32 @@ class PruneConfig:
             lr_steps=self.finetune_lr_steps,
             validation=t.validation,
         )
+
+
+def check_match(strategy: str, match: str) -> None:
+    """Raise ``ValueError`` unless a run of ``strategy`` can take the kept count of ``match``: a
+    strategy that ranks scores to an exact count, matched to one that draws its own mask."""
+    drawing = [n for n in STRATEGIES.names() if getattr(STRATEGIES[n], "draws_mask", False)]
+    ranking = [n for n in STRATEGIES.names() if n not in drawing]
+    if match not in drawing:
+        raise ValueError(
+            f"{strategy}{MATCH}{match}: the kept count is taken from a strategy that draws its own "
+            f"mask; valid choices after {MATCH!r}: {', '.join(map(repr, drawing))}"
+        )
+    if strategy not in ranking:
+        raise ValueError(
+            f"{strategy}{MATCH}{match}: a matched run ranks scores to an exact count; valid choices "
+            f"before {MATCH!r}: {', '.join(map(repr, ranking))}"
+        )
+
+
+def parse_label(label: str) -> tuple[str, str]:
+    """``(strategy, match)`` of a strategy label: ``MP@UP-authors`` -> ``('MP', 'UP-authors')``,
+    ``MP`` -> ``('MP', '')``; the pair is checked with :func:`check_match`."""
+    strategy, _, match = label.partition(MATCH)
+    if match or label.endswith(MATCH):
+        check_match(strategy, match)
+    return strategy, match
 
 
 def to_dict(config: DenseConfig | PruneConfig) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def select(runs: Iterable[PruneConfig], only: Mapping[str, str | Sequence[str]] 
         check_choice("filter key", key, FILTER_KEYS)
 
     def matches(run: PruneConfig, key: str, wanted: str) -> bool:
-        raw = getattr(run.dense, key) if key in DENSE_KEYS else getattr(run, key)
+        raw = _field(run, key)
         try:
             return float(raw) == float(wanted)
         except (TypeError, ValueError):
@@ -77,12 +77,17 @@ def select(runs: Iterable[PruneConfig], only: Mapping[str, str | Sequence[str]] 
     return [r for r in runs if all(any(matches(r, k, v) for v in vs) for k, vs in wanted.items())]
 
 
+def _field(run: PruneConfig, key: str) -> object:
+    """The value of filter key ``key`` for ``run``; ``strategy`` is its label, as in the rows."""
+    if key == "strategy":
+        return run.label
+    return getattr(run.dense, key) if key in DENSE_KEYS else getattr(run, key)
+
+
 def _values(profile: Profile) -> str:
     """The values each filter key takes in ``profile``, e.g. ``seed: 0, 1, 2``."""
     runs = profile.runs
-    fields = {
-        k: [getattr(r.dense, k) if k in DENSE_KEYS else getattr(r, k) for r in runs] for k in FILTER_KEYS
-    }
+    fields = {k: [_field(r, k) for r in runs] for k in FILTER_KEYS}
     return "existing values: " + "; ".join(
         f"{k}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in dict.fromkeys(vs))}"
         for k, vs in fields.items()

@@ -24,6 +24,15 @@ and models they register can be named::
         models: [{name: lenet300-100, width: 0.5}, lenet300-100]
         strategies: [MP]
         bases: [prunable, all]
+      authors:                    # a matched run: STRATEGY@MATCH (see below)
+        datasets: [digits]
+        strategies: [UP-authors, MP@UP-authors, UP@UP-authors]
+
+A strategy ``S@M`` (e.g. ``MP@UP-authors``) is a matched run: ``S`` ranks its scores as always but
+keeps exactly as many weights as the mask-drawing strategy ``M`` (``RP-bernoulli``, ``UP-authors``)
+keeps at the same asked ratio and basis on the same dense model (:attr:`.config.PruneConfig.match`);
+its rows carry ``S@M`` as their strategy, the asked ratio as ``compression`` and the realised ratio
+on both bases, and ``--only strategy=MP@UP-authors`` selects it.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from ..pruning import BASES
 from ..registry import check_choice
 from ..strategies import STRATEGIES
 from ..train import Schedule
-from .config import CONTROL, DenseConfig, PruneConfig
+from .config import CONTROL, MATCH, DenseConfig, PruneConfig, parse_label
 from .plugins import import_plugins
 
 DEFAULT_RATIOS = (2, 4, 10, 20, 50)
@@ -238,6 +247,11 @@ def _check(value: Any, schema: Schema, path: str, source: str) -> None:
             raise ProfileError(f"{where}: a model mapping needs a 'name' (and optionally a 'width')")
     elif not _fits(value, schema):
         raise ProfileError(f"{where}: expected {_EXPECTED.get(schema, 'a string')}; got {value!r}")
+    elif schema == "strategy" and MATCH in value:  # a matched run, S@M
+        try:
+            parse_label(value)
+        except ValueError as error:
+            raise ProfileError(f"{where}: {error}") from None
     elif (choices := _choices(schema)) is not None and value not in choices:
         raise ProfileError(
             f"{where}: unknown {schema} {value!r}; valid choices: {', '.join(map(repr, choices))}"
@@ -279,7 +293,7 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
             "finetune_lr": finetune.get("lr", 0.01),
             "finetune_lr_steps": finetune.get("lr_steps", ()),
         }
-        for model, seed, strategy, ratio, basis in itertools.product(
+        for model, seed, label, ratio, basis in itertools.product(
             models,
             range(grid.get("seeds", seeds)),
             grid.get("strategies", ["MP"]),
@@ -297,6 +311,6 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
             if grid.get("control") and dense not in controlled:  # once per dense model
                 controlled.add(dense)
                 yield PruneConfig(dense, CONTROL, 1, basis, **tuning)
-            yield PruneConfig(
-                dense, strategy, ratio, basis, pruning["grad_batches"], pruning["grad_batch_size"], **tuning
-            )
+            strategy, match = parse_label(label)
+            grad = (pruning["grad_batches"], pruning["grad_batch_size"])
+            yield PruneConfig(dense, strategy, ratio, basis, *grad, **tuning, match=match)

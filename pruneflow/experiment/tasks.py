@@ -9,6 +9,7 @@ cannot reach are kept as results, runs that raised anything else are retried nex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import traceback
 from collections import Counter
@@ -26,8 +27,8 @@ from ..batched import fit_many, supports
 from ..devices import derive_seed, seeded
 from ..masks import Mask, parameter_counts
 from ..metrics import accuracy_from_confusion, recall_from_confusion
-from ..pruning import Unreachable, prune, score
-from ..strategies import STRATEGIES
+from ..pruning import Unreachable, compute_mask, prune, score
+from ..strategies import STRATEGIES, Batches
 from ..train import Diverged, evaluate, fit, gradient_batches
 from .config import CONTROL, DenseConfig, PruneConfig
 from .provenance import code_version, device_name
@@ -49,7 +50,7 @@ class Stopwatch:
             self.seconds[phase] += time.perf_counter() - start
 
 
-Shared = dict[tuple[str, int, int], dict[str, torch.Tensor]]  # ratio-free scores of one dense model
+Shared = dict[tuple[Any, ...], Any]  # of one dense model: ratio-free scores, matched runs' kept counts
 Outcome = tuple[str | None, pa.Table]  # ('computed' | 'cached' | 'failed', rows) or (None, dense rows)
 
 
@@ -226,7 +227,7 @@ def _dense_failed(run: PruneConfig, dense_table: pa.Table) -> list[dict[str, Any
 
 
 def _run_fields(run: PruneConfig) -> dict[str, Any]:
-    return {"run_id": run.id, "strategy": run.strategy, "compression": run.compression, "basis": run.basis}
+    return {"run_id": run.id, "strategy": run.label, "compression": run.compression, "basis": run.basis}
 
 
 @dataclass
@@ -268,6 +269,7 @@ def _prune_step(
             if key not in shared:
                 shared[key] = score(dense_model, run.strategy, batches=batches, weight_decay=eps, seed=seed)
             scores = shared[key]
+        keep = matched_keep(run, dense_model, batches, shared) if run.match else None
         result = prune(
             model,
             run.strategy,
@@ -277,6 +279,7 @@ def _prune_step(
             weight_decay=eps,
             seed=seed,
             scores=scores,
+            keep=keep,
         )
     common = {
         **common,
@@ -286,6 +289,21 @@ def _prune_step(
     with clock("evaluate"):
         confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
     return _Pruned(run, model, result.masks, common, confusion, start)
+
+
+def matched_keep(
+    run: PruneConfig, dense_model: torch.nn.Module, batches: Batches, shared: Shared | None
+) -> int:
+    """The number of weights ``run.match`` keeps on the dense model at the run's asked t and basis: the
+    mask of that strategy's own run (its seed, the same gradient batches), computed once per dense
+    model and match run (``shared``)."""
+    own = dataclasses.replace(run, strategy=run.match, match="")
+    cache, key = ({} if shared is None else shared), ("kept", own.streams)
+    if key not in cache:
+        eps, seed = run.dense.train.weight_decay, derive_seed("prune", own.streams)
+        kwargs = dict(basis=own.basis, batches=batches, weight_decay=eps, seed=seed)
+        cache[key] = compute_mask(dense_model, own.strategy, own.compression, **kwargs).kept
+    return cache[key]
 
 
 def _finish(pruned: _Pruned, dataset: data.Dataset, clock: Stopwatch) -> list[dict[str, Any]]:
