@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..experiment.config import CONTROL
-from .tables import compare
+from . import claims
+from .tables import LEVEL, compare
 
 AUTHORS = "UP-authors"
 # (a, b, at): a - b, at the same asked t, or at the realised compression of a (b matched to a's count)
@@ -125,3 +126,36 @@ def _runs(frame: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(
         realised=runs.compression_prunable.where(runs.basis == "prunable", runs.compression_all)
     )
+
+
+def claims_both_ways(runs: pd.DataFrame, **options: object) -> pd.DataFrame:
+    """The claims ``up_alpha`` and ``up_accuracy`` (:mod:`.claims`) with the authors' UP as UP: against
+    MP at the same asked t, and against ``MP@UP-authors`` at the compression it reached (per-run rows
+    of :func:`.claims.per_run`); one row per claim and way (``compared_at``)."""
+    ways = {"asked t": "MP", "realised t": f"MP@{AUTHORS}"}
+    parts = []
+    for at, other in ways.items():
+        pair = runs[runs.strategy.isin([AUTHORS, other])].replace({"strategy": {AUTHORS: "UP", other: "MP"}})
+        if pair.strategy.nunique() == 2:
+            table = claims.evaluate(pair, claims=["up_alpha", "up_accuracy"], resamples=0, **options)
+            parts.append(table.assign(compared_at=at))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def both_ways_sentence(table: pd.DataFrame) -> str:
+    """The claims of :func:`claims_both_ways` in words: at the same asked t, then at the compression the
+    authors' UP really reached."""
+    if table.empty:
+        return "This profile ran UP-authors beside neither MP nor MP matched to its count."
+    claimed = {"up_alpha": "intensifies less (alpha_hat of", "up_accuracy": "is more accurate (accuracy of"}
+    parts = []
+    for at, part in table.groupby("compared_at", sort=False):
+        other = "MP" if at == "asked t" else f"MP@{AUTHORS}"
+        where = "At the same asked t" if at == "asked t" else "At the compression it really reached"
+        said = [
+            f"that {AUTHORS} {claimed[r.claim]} {AUTHORS} - {other}, t >= 20) is **{r.verdict}**, "
+            f"{r.estimate:+.3f} ({LEVEL:.0%} CI {r.ci_low:+.3f} to {r.ci_high:+.3f})"
+            for r in part.itertuples()
+        ]
+        parts.append(f"{where}, the claim " + "; the claim ".join(said) + ".")
+    return " ".join(parts)

@@ -330,3 +330,36 @@ def paper_lines(fig5: pd.DataFrame, ours: pd.DataFrame) -> alt.Chart:
         )
         .properties(width=420, height=260)
     )
+
+
+def realised(table: pd.DataFrame) -> alt.Chart:
+    """Realised against asked compression (both log scales) per strategy and dataset, from
+    :func:`.authors.realised`, with the diagonal realised = asked dashed."""
+    data = table.assign(series=table.strategy + ", " + table.dataset)
+    x = alt.X("compression:Q", scale=alt.Scale(type="log"), title="asked t")
+    y = alt.Y("t_prunable_mean:Q", scale=alt.Scale(type="log"), title="realised t (prunable basis)")
+    order = display_order(data.strategy)
+    lines = (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "strategy:N",
+                sort=order,
+                scale=color_scale("strategy", order),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            strokeDash=alt.StrokeDash("dataset:N", legend=alt.Legend(orient="bottom")),
+            detail="series:N",
+            tooltip=["strategy", "dataset", "compression", alt.Tooltip("t_prunable_mean:Q", format=".2f")],
+        )
+    )
+    ends = [float(table.compression.min()), float(table.compression.max())]
+    diagonal = (
+        alt.Chart(pd.DataFrame({"compression": ends, "t_prunable_mean": ends}))
+        .mark_line(strokeDash=[6, 4], color="black")
+        .encode(x=x, y=y)
+    )
+    return alt.layer(diagonal, lines).properties(width=COLUMN - 200, height=260)

@@ -57,11 +57,13 @@ declare(Declaration("methods", "Setup"))
 declare(Declaration("q1_strategy", "Questions", ("strategy",), per="dataset"))
 declare(Declaration("q2_task_complexity", "Questions", ("difficulty",)))
 declare(Declaration("q3_model_size", "Questions", ("model_size",)))
-declare(Declaration("q4_undecayed", "Questions", ("strategy",), optional=("variants", "random_width")))
+declare(
+    Declaration("q4_undecayed", "Questions", ("strategy",), optional=("authors", "variants", "random_width"))
+)
 declare(Declaration("conclusions", "Answers", ("strategy", "model_size"), optional=("difficulty",)))
 declare(Declaration("appendix", "Answers"))
 declare(Declaration("paper_analyses", "The paper", ("strategy",), optional=("model_size",)))
-declare(Declaration("paper_vs_ours", "The paper", ("strategy",)))
+declare(Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors",)))
 
 
 @dataclass(frozen=True)

@@ -284,3 +284,16 @@ def random_sentence(rp_accuracy: pd.DataFrame, fig5: pd.DataFrame) -> str:
         f"the paper's RP keeps {paper_rp2:.3f} "
         f"(its MP keeps {paper_mp2:.3f})."
     )
+
+
+def up_beside(fig5: pd.DataFrame, ours: pd.DataFrame, authors: str = "UP-authors") -> pd.DataFrame:
+    """The paper's published UP cells (:func:`figure5`) beside our ``authors`` (their UP as their code
+    ran it) and our UP at the same asked t, per dataset of ours (``ours``: :func:`pooled` by dataset,
+    model and strategy): pooled alpha_hat and accuracy of each."""
+    paper_up = fig5[fig5.strategy == "UP"][["compression", "pooled_alpha_hat", "accuracy"]]
+    paper_up = paper_up.rename(columns={"pooled_alpha_hat": "paper_alpha_hat", "accuracy": "paper_accuracy"})
+    mine = ours[ours.strategy.isin([authors, "UP"])].pivot_table(
+        index=["dataset", "compression"], columns="strategy", values=["pooled_alpha_hat", "accuracy"]
+    )
+    mine.columns = [f"{s}_{'alpha_hat' if q == 'pooled_alpha_hat' else q}" for q, s in mine.columns]
+    return paper_up.merge(mine.reset_index(), on="compression").sort_values(["dataset", "compression"])

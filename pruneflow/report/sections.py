@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..experiment.config import CONTROL
 from ..stats import mark, mean_ci
-from . import charts, claims, noise, paper, tables, variants
+from . import authors, charts, claims, noise, paper, tables, variants
 from .context import PageContext
 from .evidence import Evidence
 
@@ -277,3 +277,30 @@ def beyond_baselines(page: PageContext, evidence: Evidence, runs: pd.DataFrame, 
     ]
     shown = table[table.claim.isin([*claims.RELATIVE, "harder"])][columns]
     return Section("", [page.show(shown, digits=4)])
+
+
+def authors_up(page: PageContext) -> Section:
+    """The authors' UP as their code ran it (grid ``authors``): the compression it really reached, its
+    paired differences from MP at the same asked t and from MP and UP at the compression it reached
+    (:mod:`.authors`), and the claims ``up_alpha`` and ``up_accuracy`` evaluated both ways (glued
+    ``q4_authors``)."""
+    if "authors" not in page.profile.grids:
+        page.glue("q4_authors", "This profile ran no UP-authors (grid `authors`).")
+        return Section()
+    both = page.evidence("strategy", "authors")
+    reached = authors.realised(both.frame)
+    diffs = authors.differences(both.runs, both.frame)
+    verdicts = authors.claims_both_ways(claims.per_run(both.frame, page.stage))
+    page.glue("q4_authors", authors.both_ways_sentence(verdicts))
+    columns = ["dataset", "strategy", "compression", "models", "t_prunable_mean", "t_all_mean"]
+    return Section(
+        authors.advantage_sentence(diffs),
+        [
+            charts.realised(reached),
+            page.show(reached[columns], name="authors-realised"),
+            page.show(diffs, name="authors-differences"),
+            page.show(
+                verdicts[["compared_at", "claim", "verdict", "estimate", "ci_low", "ci_high"]], digits=4
+            ),
+        ],
+    )
