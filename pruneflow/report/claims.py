@@ -453,50 +453,27 @@ ANSWERS = {
 
 
 def paragraph(row: pd.Series, level: float, seeds: int) -> str:
-    """The plain-language answer to one claim with its numbers (markdown, for glue)."""
+    """The plain-language answer to one claim, led by its verdict and the one number that carries it
+    (markdown, for glue); the tests behind it (Holm, TOST, bootstrap, power) are in the claims and power
+    tables, and only a bootstrap that disagrees is said here."""
     head = f"*{row.statement[0].upper()}{row.statement[1:]}:* **{row.verdict}**, {ANSWERS[row.verdict]}."
     if not math.isfinite(row.se):
         return (
             f"{head} Too few models in usable cells to estimate it on this profile ({row.cells} cells of "
             f"{row.models} models; {row.excluded} cells left out as unusable)."
         )
-    boot = (
-        ""
-        if not math.isfinite(row.boot_low)
-        else "The bootstrap over dense models gives the same verdict."
-        if row.bootstrap_agrees
-        else f"**Caution:** the bootstrap over dense models ({row.boot_low:.3f} to {row.boot_high:.3f}) "
+    caution = (
+        f" **Caution:** the bootstrap over dense models ({row.boot_low:.3f} to {row.boot_high:.3f}) "
         f"changes the verdict read off the interval (heavy tails)."
+        if math.isfinite(row.boot_low) and not row.bootstrap_agrees
+        else ""
     )
-    enough = "this profile has" if seeds >= row.seeds_margin else "this profile has only"
-    ci = f"{level:.0%} CI {row.ci_low:+.3f} to {row.ci_high:+.3f}"
+    enough = "" if seeds >= row.seeds_margin else f" ({row.seeds_margin} models per cell would settle it)"
     return (
-        f"{head} The pooled {row.scale} is {row.estimate:+.3f} "
-        f"({ci}; Holm-adjusted p = {row.p_adjusted:.2g}; "
-        f"equivalence within +-{row.margin:g}: Holm-adjusted TOST p = {row.p_tost_adjusted:.2g}), "
-        f"from {row.cells} cells of {row.models} independently trained models; {row.excluded} cells were "
-        f"left out as unusable. {boot} An interval of +-{row.margin:g} would take {row.seeds_margin} models "
-        f"per cell and +-{row.margin / 2:g} {row.seeds_half_margin} ({enough} {seeds})."
+        f"{head} The pooled {row.scale} is {row.estimate:+.3f} ({level:.0%} CI {row.ci_low:+.3f} to "
+        f"{row.ci_high:+.3f}), from {row.cells} cells of {row.models} independently trained models"
+        f"{enough}; {row.excluded} cells were left out as unusable.{caution}"
     )
-
-
-def summary(table: pd.DataFrame, profile: str, level: float) -> str:
-    """A short markdown summary of the verdicts (index page): one line per verdict that occurs."""
-    lines = [
-        f"On profile **{profile}**, {len(table)} claims of the seed paper were each tested once "
-        f"({level:.0%} intervals, Holm-adjusted over the claims):"
-    ]
-    heads = {
-        "supported": "supported",
-        "contradicted": "contradicted",
-        "equivalent": "no effect within the margin",
-        "inconclusive": "not settled",
-    }
-    for verdict, head in heads.items():
-        part = table[table.verdict == verdict]
-        if len(part):
-            lines.append(f"- **{head}**: " + "; ".join(part.statement))
-    return "\n".join(lines)
 
 
 def labelled(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:

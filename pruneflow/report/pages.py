@@ -60,7 +60,7 @@ declare(Declaration("q3_model_size", "Questions", ("model_size",)))
 declare(
     Declaration("q4_undecayed", "Questions", ("strategy",), optional=("authors", "variants", "random_width"))
 )
-declare(Declaration("conclusions", "Answers", ("strategy", "model_size"), optional=("difficulty",)))
+declare(Declaration("conclusions", "Answers", ("strategy", "model_size"), optional=("difficulty", "authors")))
 declare(Declaration("appendix", "Answers"))
 declare(Declaration("paper_analyses", "The paper", ("strategy",), optional=("model_size",)))
 declare(Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors",)))

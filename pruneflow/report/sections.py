@@ -246,9 +246,11 @@ def claims_against_control(page: PageContext, table: pd.DataFrame, metric: str, 
     return Section("", [page.show(side, digits=4)])
 
 
-def beyond_baselines(page: PageContext, evidence: Evidence, runs: pd.DataFrame, options: dict) -> Section:
-    """The claims on the excess over the error-odds baseline, on every dataset and on those whose
-    class differences pass the noise test (glued ``c_noise``)."""
+def beyond_baselines(
+    page: PageContext, evidence: Evidence, runs: pd.DataFrame, excess_all: pd.DataFrame, options: dict
+) -> Section:
+    """The claims on the excess over the error-odds baseline (``excess_all``: on every dataset), and on
+    the datasets whose class differences pass the noise test (glued ``c_noise``)."""
     checked = noise.noise_check(evidence.frame)
     flagged = sorted(checked.dataset[checked.flagged])
     page.glue(
@@ -258,7 +260,7 @@ def beyond_baselines(page: PageContext, evidence: Evidence, runs: pd.DataFrame, 
         else "Every dataset passes the noise test: both sets are the same.",
     )
     kept = runs[~runs.dataset.isin(flagged)]
-    parts = [claims.evaluate(runs, metric="excess_odds", **options).assign(datasets="all")]
+    parts = [excess_all.assign(datasets="all")]
     if flagged and len(kept):
         parts.append(
             claims.evaluate(kept, metric="excess_odds", **options).assign(datasets="noise test passed")
@@ -290,7 +292,7 @@ def authors_up(page: PageContext) -> Section:
     both = page.evidence("strategy", "authors")
     reached = authors.realised(both.frame)
     diffs = authors.differences(both.runs, both.frame)
-    verdicts = authors.claims_both_ways(claims.per_run(both.frame, page.stage))
+    verdicts = authors_claims(page)
     page.glue("q4_authors", authors.both_ways_sentence(verdicts))
     columns = ["dataset", "strategy", "compression", "models", "t_prunable_mean", "t_all_mean"]
     return Section(
@@ -304,3 +306,10 @@ def authors_up(page: PageContext) -> Section:
             ),
         ],
     )
+
+
+def authors_claims(page: PageContext) -> pd.DataFrame:
+    """:func:`.authors.claims_both_ways` on the page's strategy and authors grids (empty without them)."""
+    if not {"strategy", "authors"} <= set(page.profile.grids):
+        return pd.DataFrame()
+    return authors.claims_both_ways(claims.per_run(page.evidence("strategy", "authors").frame, page.stage))

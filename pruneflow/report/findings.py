@@ -1,0 +1,192 @@
+"""What we found, in order, each a plain sentence built from the tables the conclusions page tests:
+its numbers, its verdict, the page that shows it and whether it agrees with the paper.
+
+:func:`findings` turns an :class:`Answers` (the claims on alpha_hat, the same claims on the excess
+over the error-odds baseline, the authors' UP both ways) into :class:`Finding` rows; a finding whose
+table lacks its claim (a profile without that grid) is left out. The index and the conclusions page
+open with them (:func:`markdown`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .tables import LEVEL
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The tables the findings read (one row per claim, as :func:`.claims.evaluate` returns them)."""
+
+    claims: pd.DataFrame  # on alpha_hat
+    excess: pd.DataFrame  # on alpha_hat / alpha_odds, every dataset
+    authors: pd.DataFrame  # up_alpha and up_accuracy with UP-authors as UP, column compared_at
+    high: float = 20
+    low: float = 4
+
+    def row(self, table: str, claim: str, compared_at: str | None = None) -> pd.Series | None:
+        frame = getattr(self, table)
+        if frame is None or frame.empty:
+            return None
+        hit = frame[frame.claim == claim]
+        if compared_at is not None:
+            hit = hit[hit.compared_at == compared_at]
+        return hit.iloc[0] if len(hit) else None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding: ``sentence`` (Markdown), its ``verdict``, the ``page`` that shows it, ``agrees``
+    with the paper (True, False, or None while our verdict is inconclusive)."""
+
+    key: str
+    sentence: str
+    verdict: str
+    page: str
+    agrees: bool | None
+
+
+def _ci(row: pd.Series) -> str:
+    """``+0.123 (99% CI +0.045 to +0.201)``, or a note when the claim has too few usable models."""
+    if not pd.notna(row.estimate) or not pd.notna(row.ci_low):
+        return "not estimable (too few models in usable cells)"
+    return f"{row.estimate:+.3f} ({LEVEL:.0%} CI {row.ci_low:+.3f} to {row.ci_high:+.3f})"
+
+
+def _says(row: pd.Series, claimed: str, opposite: str, neither: str, unsettled: str) -> str:
+    """The words of a verdict: the claim's, the opposite's, no effect's, or the unsettled ones."""
+    return {"supported": claimed, "contradicted": opposite, "equivalent": neither}.get(row.verdict, unsettled)
+
+
+def _agrees(row: pd.Series) -> bool | None:
+    """Whether our verdict agrees with the paper's claim: supported yes, contradicted or equivalent no,
+    inconclusive not settled (None)."""
+    return {"supported": True, "contradicted": False, "equivalent": False}.get(row.verdict)
+
+
+GAPS = (
+    "widens the gaps",
+    "narrows the gaps",
+    "leaves the gaps as they were",
+    "may or may not change the gaps",
+)
+
+
+def _high(a: Answers) -> Finding | None:
+    row = a.row("claims", "high")
+    if row is None:
+        return None
+    text = (
+        f"At high compression (t >= {a.high:g}) pruning {_says(row, *GAPS)} between per-class recalls: "
+        f"mean alpha_hat - 1 is {_ci(row)}, **{row.verdict}**."
+    )
+    return Finding("high", text, row.verdict, "conclusions", _agrees(row))
+
+
+def _excess(a: Answers) -> Finding | None:
+    row = a.row("excess", "high")
+    if row is None:
+        return None
+    does = _says(row, "goes beyond", "stays below", "matches", "is not told apart from")
+    text = (
+        f"The intensification at t >= {a.high:g} {does} what the accuracy loss alone implies: alpha_hat "
+        f"over its error-odds baseline (every class's error rate grown by the same factor) exceeds 1 by "
+        f"{_ci(row)}, **{row.verdict}**."
+    )
+    return Finding("excess", text, row.verdict, "conclusions", _agrees(row))
+
+
+def _low(a: Answers) -> Finding | None:
+    row = a.row("claims", "low")
+    if row is None:
+        return None
+    gaps = (GAPS[1], GAPS[0], *GAPS[2:])
+    text = (
+        f"At low compression (t <= {a.low:g}) pruning {_says(row, *gaps)} (the paper reports "
+        f"de-intensification): mean alpha_hat - 1 is {_ci(row)}, **{row.verdict}**."
+    )
+    return Finding("low", text, row.verdict, "conclusions", _agrees(row))
+
+
+def _up(a: Answers) -> Finding | None:
+    accuracy, alpha = a.row("claims", "up_accuracy"), a.row("claims", "up_alpha")
+    if accuracy is None or alpha is None:
+        return None
+    text = (
+        f"Our UP's accuracy minus MP's at t >= {a.high:g} is {_ci(accuracy)}, **{accuracy.verdict}** (the "
+        f"paper: UP is more accurate); its alpha_hat minus MP's is {_ci(alpha)}, **{alpha.verdict}** (the "
+        f"paper: UP intensifies less)."
+    )
+    asked, reached = a.row("authors", "up_accuracy", "asked t"), a.row("authors", "up_accuracy", "realised t")
+    if asked is not None and reached is not None:
+        text += (
+            f" The authors' UP keeps more weights than asked: its accuracy minus MP's is {_ci(asked)} "
+            f"(**{asked.verdict}**) at the same asked t, and {_ci(reached)} (**{reached.verdict}**) at the "
+            f"compression it really reached."
+        )
+    return Finding("up", text, accuracy.verdict, "q4_undecayed", _agrees(accuracy))
+
+
+def _rp(a: Answers) -> Finding | None:
+    accuracy, alpha = a.row("claims", "rp_accuracy"), a.row("claims", "rp_alpha")
+    if accuracy is None or alpha is None:
+        return None
+    least = _says(
+        alpha,
+        "intensifies least",
+        "intensifies more than the others",
+        "intensifies like the others",
+        "may or may not intensify least",
+    )
+    text = (
+        f"Random pruning's accuracy minus MP's at t >= {a.high:g} is {_ci(accuracy)}, "
+        f"**{accuracy.verdict}**; where its accuracy is usable it {least}: alpha_hat of RP minus the "
+        f"others is {_ci(alpha)}, **{alpha.verdict}**."
+    )
+    return Finding("rp", text, alpha.verdict, "q4_undecayed", _agrees(alpha))
+
+
+def _harder(a: Answers) -> Finding | None:
+    row = a.row("claims", "harder")
+    if row is None or not pd.notna(row.estimate):
+        return None
+    does = _says(row, "intensify more", "intensify less", "intensify alike", "may or may not intensify more")
+    text = (
+        f"Harder tasks {does}: alpha_hat of the hardest minus the easiest usable task at t >= {a.high:g} "
+        f"is {_ci(row)}, **{row.verdict}**."
+    )
+    return Finding("harder", text, row.verdict, "q2_task_complexity", _agrees(row))
+
+
+def _smaller(a: Answers) -> Finding | None:
+    prunable, every = a.row("claims", "smaller_prunable"), a.row("claims", "smaller_all")
+    if prunable is None or every is None:
+        return None
+    basis = ": the way t is counted carries the difference" if every.verdict != prunable.verdict else ""
+    text = (
+        f"Smallest minus largest model's alpha_hat at t >= {a.high:g} is {_ci(every)} (**{every.verdict}**) "
+        f"when t counts all parameters, as the paper counted, and {_ci(prunable)} "
+        f"(**{prunable.verdict}**) at the same sparsity of the prunable weights{basis}."
+    )
+    return Finding("smaller", text, prunable.verdict, "q3_model_size", _agrees(prunable))
+
+
+Make = Callable[[Answers], Finding | None]
+FINDINGS: tuple[Make, ...] = (_high, _excess, _low, _up, _rp, _harder, _smaller)  # in reading order
+
+
+def findings(answers: Answers) -> list[Finding]:
+    """The findings in order, those whose claims the tables hold."""
+    return [f for f in (make(answers) for make in FINDINGS) if f is not None]
+
+
+def markdown(found: list[Finding], link: Callable[[str], str] = lambda page: f"{page}.md") -> str:
+    """The findings as a numbered Markdown list, each marked as agreeing with the paper or not, with a
+    link to the page that shows it (``link``: page name -> relative path)."""
+    mark = {True: "agrees with the paper", False: "differs from the paper", None: "not settled here"}
+    return "\n".join(
+        f"{i}. {f.sentence} *({mark[f.agrees]}; [details]({link(f.page)}))*" for i, f in enumerate(found, 1)
+    )
