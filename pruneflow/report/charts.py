@@ -363,3 +363,36 @@ def realised(table: pd.DataFrame) -> alt.Chart:
         .encode(x=x, y=y)
     )
     return alt.layer(diagonal, lines).properties(width=COLUMN - 200, height=260)
+
+
+def paper_panels(fig5: pd.DataFrame, ours: pd.DataFrame, source: str = "paper (CIFAR-10/ResNet-56)"):
+    """Pooled alpha_hat against t (log scale), one panel per strategy, one line per source: the paper's
+    Figure 5 and each dataset of ours, coloured and named in the legend."""
+    long = pd.concat(
+        [fig5.assign(source=source), ours.assign(source=lambda d: "ours: " + d.dataset)], ignore_index=True
+    )
+    long = long[long.strategy.isin(fig5.strategy.unique())]
+    sources = [source, *sorted(s for s in long.source.unique() if s != source)]
+    colors = ["black", *OTHER_COLORS][: len(sources)]
+    line = (
+        alt.Chart()
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("compression:Q", scale=alt.Scale(type="log"), title="compression ratio t"),
+            y=alt.Y("pooled_alpha_hat:Q", title="pooled alpha_hat"),
+            color=alt.Color(
+                "source:N",
+                sort=sources,
+                scale=alt.Scale(domain=sources, range=colors),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=300, title="source"),
+            ),
+            tooltip=["source", "strategy", "compression", alt.Tooltip("pooled_alpha_hat:Q", format=".3f")],
+        )
+    )
+    one = alt.Chart().mark_rule(strokeDash=[6, 4], color="gray").encode(y=alt.datum(1.0))
+    order = display_order(long.strategy.rename("strategy"))
+    return (
+        alt.layer(line, one, data=long)
+        .properties(width=(COLUMN - 200) // 2, height=170)
+        .facet(facet=alt.Facet("strategy:N", sort=order, title=None), columns=2)
+    )

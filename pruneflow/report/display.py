@@ -32,6 +32,7 @@ HEADERS = {
 }
 # Columns shown with as many digits as they need (ratios, widths, counts), not fixed decimals.
 GENERAL = {"compression", "width", "seed", "models", "classes", "n_params", "undefined_I", "epochs"}
+COLLAPSE = 10  # longer tables are folded in the book (their CSV link stays in view)
 
 
 @dataclass
@@ -64,7 +65,8 @@ def show(
 ):
     """A table formatted for the page: fixed decimals (ratios and counts as they are), human
     headers, no index, the first ``max_columns`` columns; with ``export`` (in the book) the whole
-    table is also saved as CSV and linked under it, naming the columns only the CSV holds."""
+    table is also saved as CSV and linked under it, naming the columns only the CSV holds, and a table
+    of more than :data:`COLLAPSE` rows is folded."""
     link = export.save(table, name) if export is not None else None
     flat = not isinstance(table.columns, pd.MultiIndex)  # side-by-side tables stay whole
     hidden = [HEADERS.get(c, str(c).replace("_", " ")) for c in table.columns[max_columns:]] if flat else []
@@ -86,4 +88,7 @@ def show(
 
     more = f" (also: {', '.join(hidden)})" if hidden else ""
     csv = f'<p class="pruneflow-csv"><a href="{link}" download>CSV of this table</a>{more}</p>'
-    return HTML(style.to_html() + csv)
+    html = style.to_html()
+    if len(table) > COLLAPSE:
+        html = f"<details><summary>Table of {len(table):,} rows (show)</summary>{html}</details>"
+    return HTML(html + csv)
