@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             only: dict[str, list[str]] = {}
             for key, value in args.only:
                 only.setdefault(key, []).append(value)
-            grid.run(
+            summary = grid.run(
                 args.profile,
                 args.results,
                 only=only,
@@ -69,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
                 executor=args.executor or ("dask" if args.scheduler else "local"),
                 scheduler=args.scheduler,
             )
+            print(summary)
+            if summary.errored:
+                print(
+                    f"pruneflow: error: {summary.errored} of {summary.total} runs raised (stored as "
+                    f"status 'error', never read as results; retried at the next run)",
+                    file=sys.stderr,
+                )
+                return 1
         else:
             book.build(args.profile, args.results)
     except ValueError as error:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .checks import check_weight_decay
 from .devices import generator
 from .masks import Mask, parameter_counts, prunable_weights
 from .registry import check_choice
@@ -41,17 +42,6 @@ def check_compression(compression: float) -> None:
         raise ValueError(
             f"compression must be a finite number > 1 (t = 1 is the dense model), got {compression!r}"
         )
-
-
-def check_weight_decay(weight_decay: float) -> None:
-    """Raise ``ValueError`` unless ``weight_decay`` is a finite number >= 0."""
-    if not (
-        isinstance(weight_decay, numbers.Real)
-        and not isinstance(weight_decay, bool)
-        and math.isfinite(weight_decay)
-        and weight_decay >= 0
-    ):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
 
 
 def weights_to_keep(compression: float, basis: str, n_prunable: int, n_all: int) -> int:

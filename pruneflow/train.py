@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_weight_decay
 from .data import Dataset, augment
 from .devices import generator
 from .masks import Mask, prunable_weights
 from .metrics import confusion_matrix
-from .pruning import check_weight_decay
 from .registry import check_choice
 
 PRECISIONS = ("fp32", "bf16")

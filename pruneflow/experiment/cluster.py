@@ -23,7 +23,7 @@ from ..devices import default_device
 from .config import DenseConfig, PruneConfig
 from .plugins import import_plugins, imported
 from .results import Store
-from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_cell
+from .tasks import Outcome, RunContext, cached, prepare_dense, run_cell
 
 RETRIES = 2  # a task that raised is tried again this many times (a lost worker's task is rescheduled)
 
@@ -43,8 +43,8 @@ def worker_device() -> torch.device:
 
 def dense_task(dense: DenseConfig, root: str) -> Outcome:
     """Train and store ``dense`` unless the store has it; return its rows."""
-    table, _, _ = prepare_dense(dense, Store(root), worker_device(), Stopwatch(), need_model=True)
-    return None, table
+    table, _, _ = prepare_dense(dense, RunContext(Store(root), worker_device()), need_model=True)
+    return Outcome("dense", table)
 
 
 def run_task(run: PruneConfig, root: str, _dense_done: Outcome | None = None) -> Outcome:
@@ -53,9 +53,9 @@ def run_task(run: PruneConfig, root: str, _dense_done: Outcome | None = None) ->
     table = store.read(run)
     if table is not None:
         return cached(table)
-    device = worker_device()
-    dense_table, model, dataset = prepare_dense(run.dense, store, device, Stopwatch(), need_model=True)
-    return run_cell(run, model, dataset, dense_table, store, device, Stopwatch())
+    ctx = RunContext(store, worker_device())
+    dense_table, model, dataset = prepare_dense(run.dense, ctx, need_model=True)
+    return run_cell(run, model, dataset, dense_table, ctx)
 
 
 class _Plugins(WorkerPlugin):

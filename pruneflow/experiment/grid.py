@@ -30,8 +30,8 @@ from ..registry import check_choice
 from .config import DenseConfig, PruneConfig
 from .plugins import import_plugins, imported
 from .profiles import Profile, check_datasets, load_profile
-from .results import DEFAULT_ROOT, Store
-from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_group
+from .results import DEFAULT_ROOT, Collected, Store, collect
+from .tasks import Outcome, RunContext, Stopwatch, cached, run_group
 
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
@@ -41,20 +41,27 @@ FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}  # runs of a dense model fine-tuned a
 
 @dataclass(frozen=True)
 class Summary:
-    """Counts of one grid execution."""
+    """What one grid execution did: runs computed now, read back (``cached``) and ``failed``
+    (diverged, unreachable or ``errored``: raised, a defect retried next time), with the first
+    reasons and the wall seconds."""
 
     profile: str
     computed: int
     cached: int
     failed: int
+    errored: int
     seconds: float
     reasons: tuple[str, ...]
 
+    @property
+    def total(self) -> int:
+        return self.computed + self.cached + self.failed
+
     def __str__(self) -> str:
-        total = self.computed + self.cached + self.failed
+        errored = f" ({self.errored} errored)" if self.errored else ""
         line = (
-            f"{self.profile}: {total} runs - {self.computed} computed, {self.cached} cached, "
-            f"{self.failed} failed - {self.seconds:.1f} s"
+            f"{self.profile}: {self.total} runs - {self.computed} computed, {self.cached} cached, "
+            f"{self.failed} failed{errored} - {self.seconds:.1f} s"
         )
         return "\n".join([line, *(f"  failed: {r}" for r in self.reasons[:5])])
 
@@ -93,7 +100,7 @@ def run(
     spec: Profile | str | Path,
     results: str | Path = DEFAULT_ROOT,
     *,
-    only: Mapping[str, str] | None = None,
+    only: Mapping[str, str | Sequence[str]] | None = None,
     progress: bool = True,
     device: torch.device | None = None,
     stopwatch: Stopwatch | None = None,
@@ -101,9 +108,10 @@ def run(
     scheduler: str | None = None,
     finetune_together: int | None = None,
     workers: int | None = None,
-) -> pd.DataFrame:
-    """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
-    their dense models as one tidy DataFrame, and prints a one-line summary.
+) -> Summary:
+    """Run every run of ``spec`` into ``results`` that is not stored there yet, and return what was
+    done; the rows are read with :func:`.results.collect` or :func:`.results.load`. When nothing is
+    missing the folder is only read (it may be read-only).
 
     ``executor="local"`` runs on this machine: dense models (each with its runs) are spread over
     ``workers`` single-threaded processes (default: one per core on a CPU, see
@@ -120,85 +128,74 @@ def run(
     runs = select(profile.runs, only)
     if not runs:
         raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}; {_values(profile)}")
-    check_datasets(runs)
-    store = Store(results)
-    store.check_writable()
     start = time.perf_counter()
-    if executor == "dask":
-        from .cluster import run_on_dask
+    done = collect(results, runs)
+    outcomes = [cached(pa.Table.from_pandas(rows, preserve_index=False)) for rows in _by_run(done, runs)]
+    if done.missing:
+        check_datasets(done.missing)
+        store = Store(results)
+        store.check_writable()
+        if executor == "dask":
+            from .cluster import run_on_dask
 
-        outcomes = run_on_dask(runs, store, scheduler, progress)
-    else:
-        device = device or default_device()
-        together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
-        workers = workers or default_workers(device)
-        outcomes = _run_here(runs, store, device, stopwatch or Stopwatch(), progress, together, workers)
-    counts, reasons, tables = Counter(), [], []
-    for status, table in outcomes:
-        tables.append(table)
-        if status is None:  # a dense model's rows
-            continue
-        counts[status] += 1
-        if status == "failed":
-            reasons.append(f"{table.column('run_id')[0]}: {table.column('reason')[0]}")
-    store.remove_temporary()
-    elapsed = time.perf_counter() - start
-    print(
-        Summary(profile.name, counts["computed"], counts["cached"], counts["failed"], elapsed, tuple(reasons))
+            outcomes += run_on_dask(done.missing, store, scheduler, progress)
+        else:
+            device = device or default_device()
+            together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
+            ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
+            outcomes += _run_here(done.missing, ctx, progress, workers or default_workers(device))
+        store.remove_temporary()
+    runs_done = [o for o in outcomes if o.status != "dense"]
+    counts = Counter(o.status for o in runs_done)
+    return Summary(
+        profile.name,
+        counts["computed"],
+        counts["cached"],
+        counts["failed"],
+        sum(o.errored for o in runs_done),
+        time.perf_counter() - start,
+        tuple(o.reason for o in runs_done if o.status == "failed"),
     )
-    return pa.concat_tables(tables).to_pandas()
 
 
-def _run_here(
-    runs: list[PruneConfig],
-    store: Store,
-    device: torch.device,
-    clock: Stopwatch,
-    progress: bool,
-    together: int,
-    workers: int,
-) -> list[Outcome]:
-    """Every run, grouped by dense model so that each is trained or loaded once. Finished groups are
-    read back here; the others run here (``workers`` = 1) or in a pool of ``workers`` processes,
-    one dense model at a time each (:func:`_work_group`)."""
+def _by_run(done: Collected, runs: list[PruneConfig]) -> list[pd.DataFrame]:
+    """The stored rows of each run of ``runs`` that ``done`` holds."""
+    ids = {r.id for r in runs}
+    frame = done.frame.drop(columns="code_fingerprint")
+    return [rows for run_id, rows in frame.groupby("run_id", sort=False) if run_id in ids]
+
+
+def _run_here(runs: list[PruneConfig], ctx: RunContext, progress: bool, workers: int) -> list[Outcome]:
+    """Every run, grouped by dense model so that each is trained or loaded once: here (``workers``
+    = 1) or in a pool of ``workers`` processes, one dense model at a time each (:func:`_work_group`)."""
     groups: dict[DenseConfig, list[PruneConfig]] = {}
     for r in runs:
         groups.setdefault(r.dense, []).append(r)
     outcomes: list[Outcome] = []
-    pending: dict[DenseConfig, list[PruneConfig]] = {}
-    for dense, group in groups.items():
-        tables = [store.read(r) for r in group]
-        if any(t is None for t in tables):
-            pending[dense] = group
-            continue
-        dense_table, _, _ = prepare_dense(dense, store, device, clock, need_model=False)
-        outcomes += [(None, dense_table), *map(cached, tables)]
-    with tqdm(
-        total=len(runs), initial=len(runs) - sum(map(len, pending.values())), unit="run", disable=not progress
-    ) as bar:
-        if workers > 1 and len(pending) > 1:
+    with tqdm(total=len(runs), unit="run", disable=not progress) as bar:
+        if workers > 1 and len(groups) > 1:
             # fork: workers inherit the loaded code and data, and scripts need no __main__ guard
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(
-                min(workers, len(pending)),
+                min(workers, len(groups)),
                 mp_context=context,
                 initializer=_init_worker,
                 initargs=(threads, imported()),
             ) as pool:
                 futures = {
-                    pool.submit(_work_group, dense, group, str(store.root), together): len(group)
-                    for dense, group in pending.items()
+                    pool.submit(_work_group, dense, group, str(ctx.store.root), ctx.together): len(group)
+                    for dense, group in groups.items()
                 }
                 for future in as_completed(futures):
                     done, seconds = future.result()
                     outcomes += done
-                    clock.seconds.update(seconds)
+                    ctx.clock.seconds.update(seconds)
                     bar.update(futures[future])
         else:
-            for dense, group in pending.items():
-                outcomes += run_group(dense, group, store, device, clock, together)
+            for dense, group in groups.items():
+                outcomes += run_group(dense, group, ctx)
                 bar.update(len(group))
     return outcomes
 
@@ -216,8 +213,8 @@ def _work_group(
     dense: DenseConfig, group: list[PruneConfig], root: str, together: int
 ) -> tuple[list[Outcome], Counter[str]]:
     """One dense model and its runs in a pool worker (CPU); returns outcomes and seconds per phase."""
-    clock = Stopwatch()
-    return run_group(dense, group, Store(root), torch.device("cpu"), clock, together), clock.seconds
+    ctx = RunContext(Store(root), torch.device("cpu"), together=together)
+    return run_group(dense, group, ctx), ctx.clock.seconds
 
 
 def default_workers(device: torch.device) -> int:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +88,8 @@ class Store:
 
     def read(self, config: DenseConfig | PruneConfig) -> pa.Table | None:
         """The rows stored for ``config``, or None if missing, unreadable or an error to retry."""
-        table = _read(self.path(config))
-        if table is None or "error" in table.column("status").to_pylist():
-            return None
-        return table.replace_schema_metadata(None)
+        table = _read(self.path(config), errors=False)
+        return None if table is None else table.replace_schema_metadata(None)
 
     def write(self, config: DenseConfig | PruneConfig, rows: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
@@ -103,11 +102,13 @@ class Store:
         _atomic(self.checkpoint(config), lambda tmp: torch.save(cpu, tmp))
 
     def load_weights(self, config: DenseConfig) -> dict[str, torch.Tensor] | None:
-        """The stored weights of ``config``, or None if missing or unreadable."""
+        """The stored weights of ``config``, or None if missing or unreadable (any error of
+        ``torch.load``: truncated, garbage, not a state dict), so that the model is retrained."""
         try:
-            return torch.load(self.checkpoint(config), map_location="cpu", weights_only=True)
-        except (FileNotFoundError, RuntimeError, EOFError, ValueError, OSError):
+            weights = torch.load(self.checkpoint(config), map_location="cpu", weights_only=True)
+        except Exception:  # UnpicklingError, EOFError, RuntimeError, OSError, ...: as good as missing
             return None
+        return weights if isinstance(weights, dict) else None
 
     def remove_temporary(self) -> None:
         """Delete temporary files a killed writer left behind (call when no writer is running)."""
@@ -118,12 +119,16 @@ class Store:
         return sorted([*self.root.glob("dense/*.parquet"), *self.root.glob("runs/*.parquet")])
 
 
-def _read(path: Path) -> pa.Table | None:
+def _read(path: Path, errors: bool = True) -> pa.Table | None:
+    """The table of the result file ``path`` with its metadata; None if missing or unreadable, or
+    (unless ``errors``) if it records a run that raised (status ``error``)."""
     try:
         table = pq.read_table(path)
     except (FileNotFoundError, OSError, pa.ArrowException):
         return None
     if table.schema.metadata is None or CONFIG_KEY not in table.schema.metadata or table.num_rows == 0:
+        return None
+    if not errors and "error" in table.column("status").to_pylist():
         return None
     return table
 
@@ -149,14 +154,46 @@ def _umask() -> int:
     return mask
 
 
-def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
+def load(path: str | Path = DEFAULT_ROOT, *, errors: bool = False) -> pd.DataFrame:
     """Every readable row under the results folder ``path`` as one pandas DataFrame, with a column
     ``code_fingerprint``: the fingerprint of the code that computed the row. Rows of older code
-    are kept here (a grid recomputes them under the current fingerprint and reads only those)."""
-    tables = [t for t in map(_read, Store(path).files()) if t is not None]
+    are kept here (a grid recomputes them under the current fingerprint and reads only those).
+    Runs that raised (status ``error``: a defect such as a strategy breaking its contract, retried
+    by the next grid) are records, not results: left out unless ``errors``. Only reads."""
+    return _frame(t for t in (_read(f, errors) for f in Store(path).files()) if t is not None)
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The stored rows of some runs (:func:`collect`) and the runs that have none."""
+
+    frame: pd.DataFrame  # rows of the runs and of their dense models (each once), as load gives them
+    missing: list[PruneConfig]  # runs whose rows, or whose dense model's rows, are not readable
+
+
+def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
+    """The rows of ``runs`` and of their dense models under the results folder ``root``, each dense
+    model once, with ``code_fingerprint`` as :func:`load` adds it; runs without readable rows of
+    their own or of their dense model (or stored as an ``error``, to retry) are ``missing``.
+    Only reads: works on a read-only folder and computes nothing."""
+    store, dense, tables, missing = Store(root), {}, [], []
+    for run in dict.fromkeys(runs):
+        if run.dense not in dense:
+            dense[run.dense] = _read(store.path(run.dense), errors=False)
+        table = _read(store.path(run), errors=False)
+        if table is None or dense[run.dense] is None:
+            missing.append(run)
+        else:
+            tables.append(table)
+    return Collected(_frame([*(t for t in dense.values() if t is not None), *tables]), missing)
+
+
+def _frame(tables: Iterable[pa.Table]) -> pd.DataFrame:
+    """Result tables as one DataFrame with their ``code_fingerprint`` column."""
+    tables = [_with_fingerprint(t) for t in tables]
     if not tables:
         return SCHEMA.empty_table().to_pandas().assign(code_fingerprint=pd.Series(dtype=object))
-    return pa.concat_tables([_with_fingerprint(t) for t in tables]).to_pandas()
+    return pa.concat_tables(tables).to_pandas()
 
 
 def _with_fingerprint(table: pa.Table) -> pa.Table:
