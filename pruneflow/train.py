@@ -64,6 +64,8 @@ class Schedule:
         for name in ("lr", "momentum", "weight_decay"):  # YAML may give ints or strings like '5e-4'
             object.__setattr__(self, name, float(getattr(self, name)))
         check_weight_decay(self.weight_decay)
+        if not (math.isfinite(self.momentum) and self.momentum >= 0):
+            raise ValueError(f"momentum must be a finite number >= 0, got {self.momentum!r}")
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"need epochs >= 0, batch_size >= 1 and lr > 0, got {self}")
 
