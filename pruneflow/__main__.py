@@ -78,11 +78,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
         else:
+            grid.preflight(args.profile, args.results)  # missing data: one line here, not in the book build
             book.build(args.profile, args.results)
     except ValueError as error:
         parser.exit(2, f"pruneflow: error: {error}\n")
     except book.PageFailed as error:
         parser.exit(1, f"pruneflow: error: {error}\n")
+    except KeyboardInterrupt as stop:  # grid.Stopped says how far the grid got
+        print(stop if isinstance(stop, grid.Stopped) else "stopped; rerun to resume", file=sys.stderr)
+        return 130
     return 0
 
 

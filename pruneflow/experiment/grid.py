@@ -16,8 +16,9 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,15 @@ DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
 EXECUTORS = ("local", "dask")
 FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}  # runs of a dense model fine-tuned at once (vmapped)
+GRACE_SECONDS = 3.0  # after Ctrl-C, how long running workers may take to finish the run at hand
+
+
+class Stopped(KeyboardInterrupt):
+    """The grid was interrupted (Ctrl-C): the finished runs are stored, a rerun does the rest."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"stopped: {done} of {total} runs done; rerun to resume")
+        self.done, self.total = done, total
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,11 @@ def run(
 ) -> Summary:
     """Run every run of ``spec`` into ``results`` that is not stored there yet, and return what was
     done; the rows are read with :func:`.results.collect` or :func:`.results.load`. When nothing is
-    missing the folder is only read (it may be read-only).
+    missing the folder is only read (it may be read-only); else the grid holds the folder's lock
+    (:meth:`.results.Store.lock`: a second grid into it waits, then computes only what is still
+    missing). Ctrl-C cancels the queued work, lets running workers finish the run at hand for up to
+    :data:`GRACE_SECONDS` (a second Ctrl-C: at once) and raises :class:`Stopped`; what finished is
+    stored, so a rerun resumes.
 
     ``executor="local"`` runs on this machine: dense models (each with its runs) are spread over
     ``workers`` single-threaded processes (default: one per core on a CPU, see
@@ -130,21 +144,29 @@ def run(
         raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}; {_values(profile)}")
     start = time.perf_counter()
     done = collect(results, runs)
-    outcomes = [cached(pa.Table.from_pandas(rows, preserve_index=False)) for rows in _by_run(done, runs)]
+    outcomes = _cached(done, runs)
     if done.missing:
-        check_datasets(done.missing)
+        _check_computable(done.missing, results)
         store = Store(results)
-        store.check_writable()
-        if executor == "dask":
-            from .cluster import run_on_dask
+        try:
+            with store.lock():
+                try:
+                    done = collect(results, runs)  # another grid may have computed some meanwhile
+                    outcomes = _cached(done, runs)
+                    if executor == "dask":
+                        from .cluster import run_on_dask
 
-            outcomes += run_on_dask(done.missing, store, scheduler, progress)
-        else:
-            device = device or default_device()
-            together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
-            ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
-            outcomes += _run_here(done.missing, ctx, progress, workers or default_workers(device))
-        store.remove_temporary()
+                        outcomes += run_on_dask(done.missing, store, scheduler, progress)
+                    else:
+                        device = device or default_device()
+                        together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
+                        ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
+                        outcomes += _run_here(done.missing, ctx, progress, workers or default_workers(device))
+                finally:
+                    store.remove_temporary()  # no writer of this grid is left
+        except KeyboardInterrupt:
+            left = len(collect(results, runs).missing)
+            raise Stopped(len(runs) - left, len(runs)) from None
     runs_done = [o for o in outcomes if o.status != "dense"]
     counts = Counter(o.status for o in runs_done)
     return Summary(
@@ -156,6 +178,26 @@ def run(
         time.perf_counter() - start,
         tuple(o.reason for o in runs_done if o.status == "failed"),
     )
+
+
+def preflight(spec: Profile | str | Path, results: str | Path = DEFAULT_ROOT) -> list[PruneConfig]:
+    """The runs of ``spec`` missing in ``results``; raises a one-line ``ValueError`` if they cannot
+    be computed here (a dataset's files are absent, or the folder is not writable). Only reads."""
+    profile = spec if isinstance(spec, Profile) else load_profile(spec)
+    missing = collect(results, profile.runs).missing
+    if missing:
+        _check_computable(missing, results)
+    return missing
+
+
+def _check_computable(missing: list[PruneConfig], results: str | Path) -> None:
+    check_datasets(missing)
+    Store(results).check_writable(missing)
+
+
+def _cached(done: Collected, runs: list[PruneConfig]) -> list[Outcome]:
+    """Outcomes of the runs of ``runs`` whose rows ``done`` holds."""
+    return [cached(pa.Table.from_pandas(rows, preserve_index=False)) for rows in _by_run(done, runs)]
 
 
 def _by_run(done: Collected, runs: list[PruneConfig]) -> list[pd.DataFrame]:
@@ -178,21 +220,28 @@ def _run_here(runs: list[PruneConfig], ctx: RunContext, progress: bool, workers:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(
+            stop = context.Event()
+            pool = ProcessPoolExecutor(
                 min(workers, len(groups)),
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(threads, imported()),
-            ) as pool:
-                futures = {
-                    pool.submit(_work_group, dense, group, str(ctx.store.root), ctx.together): len(group)
-                    for dense, group in groups.items()
-                }
+                initargs=(threads, imported(), stop),
+            )
+            futures = {
+                pool.submit(_work_group, dense, group, str(ctx.store.root), ctx.together): len(group)
+                for dense, group in groups.items()
+            }
+            try:
                 for future in as_completed(futures):
                     done, seconds = future.result()
                     outcomes += done
                     ctx.clock.seconds.update(seconds)
                     bar.update(futures[future])
+            except KeyboardInterrupt:
+                stop.set()  # workers end their group after the run at hand
+                _stop_pool(pool, list(futures))
+                raise
+            pool.shutdown()
         else:
             for dense, group in groups.items():
                 outcomes += run_group(dense, group, ctx)
@@ -200,9 +249,32 @@ def _run_here(runs: list[PruneConfig], ctx: RunContext, progress: bool, workers:
     return outcomes
 
 
-def _init_worker(threads: int, plugins: list[str]) -> None:
+def _stop_pool(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
+    """Cancel the queued groups, give the running ones :data:`GRACE_SECONDS` to finish the run at
+    hand (a second Ctrl-C cuts it short), then end the workers: every file is written by a rename,
+    so a worker ended mid-write leaves a temporary file, never a partial result."""
+    for future in futures:
+        future.cancel()
+    with contextlib.suppress(KeyboardInterrupt):
+        wait(futures, timeout=GRACE_SECONDS)
+    processes = list((pool._processes or {}).values())  # the executor has no public handle on them
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=GRACE_SECONDS)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+_STOP: Event | None = None  # a pool worker's: set by the parent on Ctrl-C
+
+
+def _init_worker(threads: int, plugins: list[str], stop: Event) -> None:
     """A pool worker: ``threads`` intra-op threads, the parent's plugins (:mod:`.plugins`; already
-    there when forked), and killed with its parent (Linux), so a killed grid leaves no orphan."""
+    there when forked), deaf to Ctrl-C (the parent decides, through ``stop``), and killed with its
+    parent (Linux), so a killed grid leaves no orphan."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     import_plugins(plugins)
     with contextlib.suppress(OSError, AttributeError):
@@ -213,7 +285,10 @@ def _work_group(
     dense: DenseConfig, group: list[PruneConfig], root: str, together: int
 ) -> tuple[list[Outcome], Counter[str]]:
     """One dense model and its runs in a pool worker (CPU); returns outcomes and seconds per phase."""
-    ctx = RunContext(Store(root), torch.device("cpu"), together=together)
+    stopping = _STOP.is_set if _STOP is not None else RunContext.stopping
+    if stopping():
+        return [], Counter()
+    ctx = RunContext(Store(root), torch.device("cpu"), together=together, stopping=stopping)
     return run_group(dense, group, ctx), ctx.clock.seconds
 
 

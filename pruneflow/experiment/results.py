@@ -12,14 +12,21 @@ fingerprint of the code that made it (:mod:`.fingerprint`), which :func:`load` a
 A file is written to a temporary name and renamed: a killed run leaves no partial result, and a
 file that cannot be read back is treated as missing and recomputed. Files get the process umask's
 permissions (``0o666 & ~umask``, typically 0644), so workers of other users can read a shared folder.
+Reading (:func:`load`, :func:`collect`) never writes: an archived, read-only folder can be analysed;
+computing into a folder holds its advisory lock (:meth:`Store.lock`), so two grids into one folder
+compute each run once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,8 @@ from .config import DenseConfig, PruneConfig, from_dict, to_dict
 DEFAULT_ROOT = Path("results")
 CONFIG_KEY = b"pruneflow.config"
 CODE_KEY = b"pruneflow.code"
+LOCK = ".lock"  # the advisory lock of a folder being computed into (:meth:`Store.lock`)
+STALE_SECONDS = 10.0  # an unreadable lock file older than this is a crashed writer's
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),  # config hash of the run (dense or pruned)
@@ -71,13 +80,74 @@ class Store:
     def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
         self.root = Path(root)
 
-    def check_writable(self) -> None:
-        """Raise ``ValueError`` unless the folder (or its nearest existing parent) is a writable dir."""
+    def check_writable(self, missing: Sequence[PruneConfig] = ()) -> None:
+        """Raise ``ValueError`` unless the folder (or its nearest existing parent) is a writable dir;
+        the message names the ``missing`` runs that writing is needed for (reading needs no write
+        access: :func:`load` and :func:`collect` work on a read-only folder)."""
         probe = self.root
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         if not probe.is_dir() or not os.access(probe, os.R_OK | os.W_OK | os.X_OK):
-            raise ValueError(f"results folder {str(self.root)!r} is not a readable, writable directory")
+            needed = ""
+            if missing:
+                names = ", ".join(_describe(r) for r in missing[:3])
+                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                needed = f", and {len(missing)} runs to compute are missing there: {names}{more}"
+            raise ValueError(
+                f"results folder {str(self.root)!r} is not a readable, writable directory{needed}"
+            )
+
+    @contextmanager
+    def lock(self, poll: float = 0.5) -> Iterator[None]:
+        """Hold the folder's advisory lock while computing into it: the file ``.lock`` records the
+        holder's pid, host and start time. Another holder makes this wait (saying once on stderr who
+        holds it) until it is released; a stale lock (its pid dead on this host, or a record left
+        unreadable for ``STALE_SECONDS``) is removed."""
+        told = False
+        while (holder := self._take_lock()) is not None:
+            if holder and not told:
+                print(
+                    f"results folder {str(self.root)!r} is locked by pid {holder.get('pid')} on "
+                    f"{holder.get('host')} since {holder.get('since')}; waiting (Ctrl-C to stop)",
+                    file=sys.stderr,
+                )
+                told = True
+            time.sleep(poll)
+        try:
+            yield
+        finally:
+            record = self._lock_record()
+            if record and (record.get("pid"), record.get("host")) == (os.getpid(), socket.gethostname()):
+                (self.root / LOCK).unlink(missing_ok=True)
+
+    def _lock_record(self) -> dict[str, Any] | None:
+        """The lock file's record; None if there is none, {} if it cannot be read (being written)."""
+        try:
+            record = json.loads((self.root / LOCK).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _take_lock(self) -> dict[str, Any] | None:
+        """Take the lock and return None, or return the record of its holder ({} if unreadable)."""
+        path = self.root / LOCK
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            record = self._lock_record()
+            if record is None:  # released meanwhile
+                return {}
+            if _stale(record, path) and self._lock_record() == record:
+                path.unlink(missing_ok=True)
+                return {}
+            return record
+        with os.fdopen(fd, "w") as file:
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%H:%M:%S")}
+            json.dump(record, file)
+        return None
 
     def path(self, config: DenseConfig | PruneConfig) -> Path:
         folder = "dense" if isinstance(config, DenseConfig) else "runs"
@@ -119,6 +189,25 @@ class Store:
         return sorted([*self.root.glob("dense/*.parquet"), *self.root.glob("runs/*.parquet")])
 
 
+def _stale(record: dict[str, Any], path: Path) -> bool:
+    """Whether the lock ``record`` (of the file ``path``) is a dead holder's: its pid is not alive on
+    this host, or the record stayed unreadable for :data:`STALE_SECONDS`."""
+    if not record:
+        try:
+            return time.time() - path.stat().st_mtime > STALE_SECONDS
+        except FileNotFoundError:
+            return False
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _read(path: Path, errors: bool = True) -> pa.Table | None:
     """The table of the result file ``path`` with its metadata; None if missing or unreadable, or
     (unless ``errors``) if it records a run that raised (status ``error``)."""
@@ -145,6 +234,12 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _describe(run: PruneConfig) -> str:
+    """A run in words, e.g. ``digits lenet300-100x0.25 seed 0 MP t=10 (3d5c288c6c12)``."""
+    d = run.dense
+    return f"{d.dataset} {d.label} seed {d.seed} {run.strategy} t={run.compression:g} ({run.id})"
 
 
 def _umask() -> int:

@@ -12,7 +12,7 @@ import copy
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -70,17 +70,24 @@ class Stopwatch:
 Shared = dict[tuple[str, int, int], dict[str, torch.Tensor]]  # ratio-free scores of one dense model
 
 
+def _never() -> bool:
+    return False
+
+
 @dataclass
 class RunContext:
     """Where and how runs are carried out: the store they are read from and written to, the device,
-    the phase clock, how many runs are fine-tuned at once, and the ratio-free scores of the dense
-    model at hand (``shared``, by strategy and gradient batches; :func:`run_group` starts it empty)."""
+    the phase clock, how many runs are fine-tuned at once, the ratio-free scores of the dense model
+    at hand (``shared``, by strategy and gradient batches; :func:`run_group` starts it empty), and
+    ``stopping``, asked before each run (or batch of runs fine-tuned together): True ends the group
+    there (an interrupted grid lets a worker finish the run at hand, then stop)."""
 
     store: Store
     device: torch.device
     clock: Stopwatch = field(default_factory=Stopwatch)
     together: int = 1
     shared: Shared = field(default_factory=dict)
+    stopping: Callable[[], bool] = _never
 
 
 @dataclass(frozen=True)
@@ -112,10 +119,15 @@ def run_group(dense: DenseConfig, group: list[PruneConfig], ctx: RunContext) -> 
     outcomes = [Outcome("dense", dense_table), *(cached(t) for t in tables.values() if t is not None)]
     if ctx.together > 1 and todo and model is not None and dense.train.precision == "fp32":
         for chunk in _chunks(todo, ctx.together):
+            if ctx.stopping():
+                break
             rows = prune_runs_together(chunk, model, dataset, dense_table, ctx)
             outcomes += [store_rows(r, rows[r], ctx.store) for r in chunk]
     else:
-        outcomes += [run_cell(r, model, dataset, dense_table, ctx) for r in todo]
+        for run in todo:
+            if ctx.stopping():
+                break
+            outcomes.append(run_cell(run, model, dataset, dense_table, ctx))
     return outcomes
 
 
