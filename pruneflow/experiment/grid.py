@@ -13,9 +13,10 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
@@ -147,26 +148,15 @@ def run(
     outcomes = _cached(done, runs)
     if done.missing:
         _check_computable(done.missing, results)
-        store = Store(results)
-        try:
-            with store.lock():
-                try:
-                    done = collect(results, runs)  # another grid may have computed some meanwhile
-                    outcomes = _cached(done, runs)
-                    if executor == "dask":
-                        from .cluster import run_on_dask
-
-                        outcomes += run_on_dask(done.missing, store, scheduler, progress)
-                    else:
-                        device = device or default_device()
-                        together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
-                        ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
-                        outcomes += _run_here(done.missing, ctx, progress, workers or default_workers(device))
-                finally:
-                    store.remove_temporary()  # no writer of this grid is left
-        except KeyboardInterrupt:
-            left = len(collect(results, runs).missing)
-            raise Stopped(len(runs) - left, len(runs)) from None
+        store, options = Store(results), (device, stopwatch, executor, scheduler, finetune_together, workers)
+        with _sigint_restored():
+            try:
+                with store.lock():
+                    outcomes = _compute(runs, store, progress, *options)
+            except KeyboardInterrupt:
+                _ignore_sigint()  # counting takes a moment: another Ctrl-C would lose the count
+                left = len(collect(results, runs).missing)
+                raise Stopped(len(runs) - left, len(runs)) from None
     runs_done = [o for o in outcomes if o.status != "dense"]
     counts = Counter(o.status for o in runs_done)
     return Summary(
@@ -193,6 +183,52 @@ def preflight(spec: Profile | str | Path, results: str | Path = DEFAULT_ROOT) ->
 def _check_computable(missing: list[PruneConfig], results: str | Path) -> None:
     check_datasets(missing)
     Store(results).check_writable(missing)
+
+
+def _compute(
+    runs: list[PruneConfig],
+    store: Store,
+    progress: bool,
+    device: torch.device | None,
+    stopwatch: Stopwatch | None,
+    executor: str,
+    scheduler: str | None,
+    finetune_together: int | None,
+    workers: int | None,
+) -> list[Outcome]:
+    """Outcomes of ``runs``: read back if stored (by now: another grid may have held the lock),
+    else computed with the options of :func:`run`; the caller holds the folder's lock."""
+    try:
+        done = collect(store.root, runs)
+        outcomes = _cached(done, runs)
+        if executor == "dask":
+            from .cluster import run_on_dask
+
+            return outcomes + run_on_dask(done.missing, store, scheduler, progress)
+        device = device or default_device()
+        together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
+        ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
+        return outcomes + _run_here(done.missing, ctx, progress, workers or default_workers(device))
+    finally:
+        store.remove_temporary()  # no writer of this grid is left
+
+
+@contextlib.contextmanager
+def _sigint_restored() -> Iterator[None]:
+    """Put back the Ctrl-C handler of the main thread on exit (:func:`_ignore_sigint` changes it)."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, handler)
+
+
+def _ignore_sigint() -> None:
+    """Ignore further Ctrl-C (main thread only) while an interrupted grid cleans up and counts."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _cached(done: Collected, runs: list[PruneConfig]) -> list[Outcome]:
@@ -241,7 +277,8 @@ def _run_here(runs: list[PruneConfig], ctx: RunContext, progress: bool, workers:
                 stop.set()  # workers end their group after the run at hand
                 _stop_pool(pool, list(futures))
                 raise
-            pool.shutdown()
+            finally:
+                pool.shutdown(cancel_futures=True)  # returns at once after _stop_pool
         else:
             for dense, group in groups.items():
                 outcomes += run_group(dense, group, ctx)
@@ -257,12 +294,12 @@ def _stop_pool(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
         future.cancel()
     with contextlib.suppress(KeyboardInterrupt):
         wait(futures, timeout=GRACE_SECONDS)
+    _ignore_sigint()
     processes = list((pool._processes or {}).values())  # the executor has no public handle on them
     for process in processes:
         process.terminate()
     for process in processes:
         process.join(timeout=GRACE_SECONDS)
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 _STOP: Event | None = None  # a pool worker's: set by the parent on Ctrl-C
