@@ -322,10 +322,11 @@ def _work_group(
     dense: DenseConfig, group: list[PruneConfig], root: str, together: int
 ) -> tuple[list[Outcome], Counter[str]]:
     """One dense model and its runs in a pool worker (CPU); returns outcomes and seconds per phase."""
-    stopping = _STOP.is_set if _STOP is not None else RunContext.stopping
-    if stopping():
+    if _STOP is not None and _STOP.is_set():
         return [], Counter()
-    ctx = RunContext(Store(root), torch.device("cpu"), together=together, stopping=stopping)
+    ctx = RunContext(Store(root), torch.device("cpu"), together=together)
+    if _STOP is not None:
+        ctx.stopping = _STOP.is_set
     return run_group(dense, group, ctx), ctx.clock.seconds
 
 

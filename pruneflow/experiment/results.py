@@ -108,7 +108,8 @@ class Store:
             if holder and not told:
                 print(
                     f"results folder {str(self.root)!r} is locked by pid {holder.get('pid')} on "
-                    f"{holder.get('host')} since {holder.get('since')}; waiting (Ctrl-C to stop)",
+                    f"{holder.get('host')} since {holder.get('since')}; waiting (Ctrl-C to stop; delete "
+                    f"{self.root / LOCK} if that process is gone)",
                     file=sys.stderr,
                 )
                 told = True
