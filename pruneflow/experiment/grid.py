@@ -152,7 +152,7 @@ def run(
         with _sigint_restored():
             try:
                 with store.lock():
-                    outcomes = _compute(runs, store, progress, *options)
+                    outcomes += _compute(done.missing, store, progress, *options)
             except KeyboardInterrupt:
                 _ignore_sigint()  # counting takes a moment: another Ctrl-C would lose the count
                 left = len(collect(results, runs).missing)
@@ -196,8 +196,8 @@ def _compute(
     finetune_together: int | None,
     workers: int | None,
 ) -> list[Outcome]:
-    """Outcomes of ``runs``: read back if stored (by now: another grid may have held the lock),
-    else computed with the options of :func:`run`; the caller holds the folder's lock."""
+    """Outcomes of the missing ``runs``: read back if stored by now (another grid may have held the
+    lock), else computed with the options of :func:`run`; the caller holds the folder's lock."""
     try:
         done = collect(store.root, runs)
         outcomes = _cached(done, runs)
