@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from pruneflow import data, models, prune
-from pruneflow.devices import default_device, derive_seed, generator, seeded
-from pruneflow.experiment import grid
+from pruneflow.devices import default_device, generator, seeded
+from pruneflow.experiment import grid, results
 from pruneflow.experiment.config import CONTROL, PruneConfig
 from pruneflow.experiment.profiles import Profile, load_profile
-from pruneflow.experiment.tasks import Stopwatch
+from pruneflow.experiment.tasks import Stopwatch, Stream, stream_seed
 from pruneflow.train import Schedule, gradient_batches
 
 
@@ -65,14 +65,14 @@ def plain_loop(runs: list[PruneConfig]) -> dict[str, float]:
     found = {}
     for dense in dict.fromkeys(r.dense for r in runs):
         ds = data.load(dense.dataset)
-        with seeded(derive_seed("init", dense.seed)):
+        with seeded(stream_seed(Stream.INIT, dense.seed)):
             model = models.build(dense.model, ds.input_shape, ds.num_classes, dense.width)
-        train(model, ds, dense.train, derive_seed("order", dense.seed))
+        train(model, ds, dense.train, stream_seed(Stream.ORDER, dense.seed))
         accuracy(model, ds)
         for run in (r for r in runs if r.dense == dense):
             pruned = copy.deepcopy(model)
             batches = gradient_batches(
-                ds, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", dense.seed)
+                ds, run.grad_batches, run.grad_batch_size, seed=stream_seed(Stream.GRADIENT, dense.seed)
             )
             masks = prune(
                 pruned,
@@ -81,17 +81,18 @@ def plain_loop(runs: list[PruneConfig]) -> dict[str, float]:
                 basis=run.basis,
                 batches=batches,
                 weight_decay=dense.train.weight_decay,
-                seed=derive_seed("prune", run.streams),
+                seed=stream_seed(Stream.PRUNE, run.streams),
             ).masks
             accuracy(pruned, ds)
-            train(pruned, ds, run.finetune, derive_seed("finetune", run.streams), masks)
+            train(pruned, ds, run.finetune, stream_seed(Stream.FINETUNE, run.streams), masks)
             found[run.id] = accuracy(pruned, ds)
     return found
 
 
 def grid_run(profile: Profile, clock: Stopwatch) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
-        frame = grid.run(profile, folder, progress=False, stopwatch=clock)
+        grid.run(profile, folder, progress=False, stopwatch=clock)
+        frame = results.load(folder)
     done = frame[(frame.stage == "finetuned") & (frame["class"] == 0)]
     return dict(zip(done.run_id, done.accuracy, strict=True))
 

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             only: dict[str, list[str]] = {}
             for key, value in args.only:
                 only.setdefault(key, []).append(value)
-            grid.run(
+            summary = grid.run(
                 args.profile,
                 args.results,
                 only=only,
@@ -69,12 +69,24 @@ def main(argv: list[str] | None = None) -> int:
                 executor=args.executor or ("dask" if args.scheduler else "local"),
                 scheduler=args.scheduler,
             )
+            print(summary)
+            if summary.errored:
+                print(
+                    f"pruneflow: error: {summary.errored} of {summary.total} runs raised (stored as "
+                    f"status 'error', never read as results; retried at the next run)",
+                    file=sys.stderr,
+                )
+                return 1
         else:
+            grid.preflight(args.profile, args.results)  # missing data: one line here, not in the book build
             book.build(args.profile, args.results)
     except ValueError as error:
         parser.exit(2, f"pruneflow: error: {error}\n")
     except book.PageFailed as error:
         parser.exit(1, f"pruneflow: error: {error}\n")
+    except KeyboardInterrupt as stop:  # grid.Stopped says how far the grid got
+        print(stop if isinstance(stop, grid.Stopped) else "stopped; rerun to resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -128,11 +128,6 @@ def _keep_best(
     return torch.where(better, loss, best[0]), pick(params, best[1]), pick(stats, best[2])
 
 
-def supports(model: nn.Module, data: Dataset, schedule: Schedule) -> bool:
-    """Whether :func:`fit_many` can train copies of ``model`` on ``data`` with ``schedule`` (fp32)."""
-    return schedule.precision == "fp32"
-
-
 def _check(
     models: list[nn.Module], data: Dataset, seeds: list[int], masks: list[Mask | None] | None
 ) -> list[Mask | None]:

@@ -84,11 +84,6 @@ def available(name: str, root: str | Path | None = None) -> bool:
     return check is None or check(None if root is None else Path(root))
 
 
-def describe() -> dict[str, str]:
-    """Name -> one-line description, for every registered dataset (nothing is loaded)."""
-    return {name: DATASETS[name].__doc__.strip().splitlines()[0] for name in DATASETS.names()}
-
-
 def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[Tensor, Tensor]:
     """(x - mean) / std with per-channel statistics of the training split (axis 1 = channels)."""
     axes = (0, *range(2, x_train.ndim))

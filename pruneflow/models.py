@@ -30,11 +30,6 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
     return builder(tuple(input_shape), num_classes, width)
 
 
-def num_params(model: nn.Module) -> int:
-    """Number of parameters (weights and biases of every layer)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def _scale(n: int, width: float) -> int:
     return max(1, round(n * width))
 

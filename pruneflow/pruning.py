@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from .checks import check_weight_decay
 from .devices import generator
 from .masks import Mask, parameter_counts, prunable_weights
 from .registry import check_choice
@@ -41,17 +42,6 @@ def check_compression(compression: float) -> None:
         raise ValueError(
             f"compression must be a finite number > 1 (t = 1 is the dense model), got {compression!r}"
         )
-
-
-def check_weight_decay(weight_decay: float) -> None:
-    """Raise ``ValueError`` unless ``weight_decay`` is a finite number >= 0."""
-    if not (
-        isinstance(weight_decay, numbers.Real)
-        and not isinstance(weight_decay, bool)
-        and math.isfinite(weight_decay)
-        and weight_decay >= 0
-    ):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
 
 
 def weights_to_keep(compression: float, basis: str, n_prunable: int, n_all: int) -> int:
@@ -101,6 +91,52 @@ def global_mask(scores: dict[str, Tensor], keep: int) -> Mask:
     return Mask(masks)
 
 
+class StrategyError(ValueError):
+    """A strategy broke its contract (:func:`check_output`); the message names it and what was wrong."""
+
+
+def check_output(strategy: str, weights: dict[str, Tensor], output: object, masks: bool = False) -> None:
+    """Raise :class:`StrategyError` unless ``output`` maps exactly the names of ``weights`` to tensors
+    of their shapes: finite scores, or boolean keep-masks if ``masks`` (a mask-drawing strategy)."""
+    what = "masks" if masks else "scores"
+
+    def broken(problem: str) -> StrategyError:
+        return StrategyError(f"strategy {strategy!r} broke its contract: {problem}")
+
+    if not isinstance(output, Mapping):
+        raise broken(f"returned a {type(output).__name__}, not a dict of {what} by weight name")
+    if set(output) != set(weights):
+        missing, extra = sorted(set(weights) - set(output)), sorted(map(str, set(output) - set(weights)))
+        raise broken(
+            f"{what} for {sorted(map(str, output))} instead of the prunable weights {sorted(weights)}"
+            f" (missing {missing}, unknown {extra})"
+        )
+    for name, weight in weights.items():
+        value = output[name]
+        if not isinstance(value, Tensor):
+            raise broken(f"{what} of {name!r} are a {type(value).__name__}, not a tensor")
+        if value.shape != weight.shape:
+            raise broken(
+                f"{what} of {name!r} have shape {tuple(value.shape)}, the weight {tuple(weight.shape)}"
+            )
+        if masks and value.dtype != torch.bool:
+            raise broken(f"masks of {name!r} are {value.dtype}, not torch.bool")
+        if not masks and not (finite := torch.isfinite(value)).all():
+            raise broken(f"scores of {name!r} are not finite ({int((~finite).sum())} of {value.numel()})")
+
+
+def _call(strategy: str, model: nn.Module, context: Context) -> dict[str, Tensor]:
+    """``strategy``'s output on ``model``, checked (:func:`check_output`) and with the model's
+    parameters verified unchanged."""
+    before = [p.detach().clone() for p in model.parameters()]
+    weights = prunable_weights(model)
+    output = STRATEGIES[strategy](weights, context)
+    if not all(torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)):
+        raise StrategyError(f"strategy {strategy!r} broke its contract: it changed the model's parameters")
+    check_output(strategy, weights, output, masks=getattr(STRATEGIES[strategy], "draws_mask", False))
+    return output
+
+
 def score(
     model: nn.Module,
     strategy: str,
@@ -109,10 +145,11 @@ def score(
     weight_decay: float = 0.0,
     seed: int = 0,
 ) -> dict[str, Tensor]:
-    """Scores of ``strategy`` for every prunable weight of ``model`` (left unchanged)."""
+    """Scores of ``strategy`` for every prunable weight of ``model`` (left unchanged); raises
+    :class:`StrategyError` if the strategy breaks its contract."""
     check_weight_decay(weight_decay)
     context = Context(model, batches, weight_decay, generator(seed), 1.0)
-    return STRATEGIES[strategy](prunable_weights(model), context)
+    return _call(strategy, model, context)
 
 
 def compute_mask(
@@ -144,11 +181,13 @@ def compute_mask(
     keep = asked if keep is None else keep
     if draws:  # it draws its masks; the kept count is random
         context = Context(model, batches, weight_decay, generator(seed), keep / n_prunable)
-        masks = Mask(STRATEGIES[strategy](weights, context))
+        masks = Mask(_call(strategy, model, context))
         keep = max(sum(int(m.sum()) for m in masks.values()), 1)
     else:
         if scores is None:
             scores = score(model, strategy, batches=batches, weight_decay=weight_decay, seed=seed)
+        else:
+            check_output(strategy, weights, scores)
         masks = global_mask(scores, keep)
     by_basis = {"prunable": n_prunable / keep, "all": n_all / (n_all - n_prunable + keep)}
     return PruneResult(masks, by_basis[basis], by_basis["prunable"], by_basis["all"], keep, n_prunable, n_all)

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_weight_decay
 from .data import Dataset, augment
 from .devices import generator
 from .masks import Mask, prunable_weights
 from .metrics import confusion_matrix
-from .pruning import check_weight_decay
 from .registry import check_choice
 
 PRECISIONS = ("fp32", "bf16")
@@ -64,6 +64,8 @@ class Schedule:
         for name in ("lr", "momentum", "weight_decay"):  # YAML may give ints or strings like '5e-4'
             object.__setattr__(self, name, float(getattr(self, name)))
         check_weight_decay(self.weight_decay)
+        if not (math.isfinite(self.momentum) and self.momentum >= 0):
+            raise ValueError(f"momentum must be a finite number >= 0, got {self.momentum!r}")
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"need epochs >= 0, batch_size >= 1 and lr > 0, got {self}")
 

@@ -331,3 +331,35 @@ def layout(page: Path | str) -> Layout:
         raise AssertionError(f"{page.name}: the width probe did not run")
     data = json.loads(found.group(1).replace("&quot;", '"'))
     return Layout(data["column"], data["items"])
+
+
+FIRST_SCREEN_PROBE = """
+<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const height = window.__probe_height;
+  const items = [...document.querySelectorAll("main li, article li, .bd-article li")]
+    .filter((li) => li.getBoundingClientRect().bottom <= height && li.getBoundingClientRect().top >= 0)
+    .map((li) => li.textContent.trim());
+  const out = document.createElement("pre");
+  out.id = "screen-probe";
+  out.textContent = JSON.stringify(items);
+  document.body.appendChild(out);
+}, 1500));
+</script>"""
+
+
+def first_screen_items(page: Path | str, size: tuple[int, int] = (1280, 800)) -> list[str]:
+    """The texts of the list items of ``page``'s content that lie wholly within its first screen of
+    ``size`` pixels (width x height), rendered offline."""
+    page = Path(page)
+    probe = page.with_name(f".screen-{page.name}")
+    script = f"<script>window.__probe_height = {size[1]};</script>" + FIRST_SCREEN_PROBE
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"))
+    try:
+        dom = _run_chromium(probe, f"--window-size={size[0]},{size[1]}", "--dump-dom")
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="screen-probe">(.*?)</pre>', dom, re.S)
+    if found is None:
+        raise AssertionError(f"{page.name}: the first-screen probe did not run")
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))

@@ -9,7 +9,7 @@ import time
 
 import pandas as pd
 import pytest
-from test_grid import tidy
+from test_grid import run_rows, tidy
 
 from pruneflow.experiment import grid, results
 from pruneflow.experiment.profiles import load_profile
@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed")
 
 def test_lost_worker_gives_the_local_table(tmp_path):
     """Killing a worker mid-run loses nothing: the final table equals the local executor's."""
-    local = grid.run("smoke", tmp_path / "local", progress=False)
+    local = run_rows("smoke", tmp_path / "local")
     target, outcome = tmp_path / "dask", {}
     total = len(load_profile("smoke").runs)
     with (
@@ -28,7 +28,7 @@ def test_lost_worker_gives_the_local_table(tmp_path):
     ):
 
         def work() -> None:
-            outcome["frame"] = grid.run(
+            outcome["summary"] = grid.run(
                 "smoke", target, executor="dask", scheduler=cluster.scheduler_address, progress=False
             )
 
@@ -42,7 +42,7 @@ def test_lost_worker_gives_the_local_table(tmp_path):
         done_at_kill = len(list(target.glob("runs/*.parquet")))
         thread.join(timeout=300)
     assert 10 <= done_at_kill < total, "the worker was not killed mid-run"
-    assert "frame" in outcome, "the grid did not finish"
-    pd.testing.assert_frame_equal(tidy(outcome["frame"]), tidy(local))
+    assert "summary" in outcome, "the grid did not finish"
+    assert outcome["summary"].total == total and not outcome["summary"].errored
     pd.testing.assert_frame_equal(tidy(results.load(target)), tidy(local))
     assert not list(target.rglob("*.tmp")), "temporary files left behind"

@@ -8,14 +8,14 @@ import pytest
 import torch
 from scipy import stats
 
-from pruneflow.devices import derive_seed
-from pruneflow.experiment import grid, tasks
+from pruneflow.experiment import tasks
 from pruneflow.experiment.config import CONTROL, PruneConfig
 from pruneflow.experiment.profiles import parse
+from pruneflow.experiment.results import Store
 from pruneflow.masks import prunable_weights
 from pruneflow.report import claims, paper, tables
 from pruneflow.train import fit
-from tests.test_grid import tiny_spec
+from tests.test_grid import run_rows, tiny_spec
 
 
 def test_control_runs_once_per_dense_model_unpruned_and_fine_tuned(tmp_path) -> None:
@@ -23,7 +23,7 @@ def test_control_runs_once_per_dense_model_unpruned_and_fine_tuned(tmp_path) -> 
     controls = [r for r in spec.runs if r.strategy == CONTROL]
     assert len(controls) == len(spec.dense) == 2 and {r.compression for r in controls} == {1.0}
     assert all(c.finetune == r.finetune for c in controls for r in spec.runs if r.dense == c.dense)
-    frame = grid.run(spec, tmp_path, progress=False)
+    frame = run_rows(spec, tmp_path)
     control = frame[frame.strategy == CONTROL]
     assert set(control.stage) == {"pruned", "finetuned"} and (control.status == "ok").all()
     assert (control[["compression", "compression_prunable", "compression_all"]] == 1.0).all().all()
@@ -32,15 +32,17 @@ def test_control_runs_once_per_dense_model_unpruned_and_fine_tuned(tmp_path) -> 
     assert before.equals(dense.loc[before.index])  # "pruned" at t = 1 is the dense model itself
 
 
-def test_control_keeps_every_weight_nonzero(digits) -> None:
+def test_control_keeps_every_weight_nonzero(digits, tmp_path) -> None:
     spec = parse(tiny_spec(control=True))
     run = next(r for r in spec.runs if r.strategy == CONTROL)
     model = tasks.build_model(run.dense, digits)
     fit(model, digits, run.dense.train, seed=0)
     common = {**tasks._run_fields(run), **tasks._common(run.dense, model, torch.device("cpu"))}
-    pruned = tasks._prune_step(run, common, model, digits, tasks.Stopwatch(), 0.0)
+    ctx = tasks.RunContext(Store(tmp_path), torch.device("cpu"))
+    pruned = tasks._prune_step(run, common, model, digits, ctx, 0.0)
     assert all(m.all() for m in pruned.masks.values())
-    fit(pruned.model, digits, run.finetune, seed=derive_seed("finetune", run.streams), mask=pruned.masks)
+    seed = tasks.stream_seed(tasks.Stream.FINETUNE, run.streams)
+    fit(pruned.model, digits, run.finetune, seed=seed, mask=pruned.masks)
     assert all((w != 0).all() for w in prunable_weights(pruned.model).values())
     assert not all(
         torch.equal(a, b) for a, b in zip(model.parameters(), pruned.model.parameters(), strict=True)
@@ -57,7 +59,7 @@ def test_control_must_have_compression_one() -> None:
 
 def test_alpha_against_control_uses_the_controls_bbar(tmp_path) -> None:
     """against_control's alpha_hat = sum(b_ctl b_t) / sum(b_ctl^2), by hand from the rows."""
-    frame = grid.run(parse(tiny_spec(control=True)), tmp_path, progress=False)
+    frame = run_rows(parse(tiny_spec(control=True)), tmp_path)
     table = tables.intensification(frame)
     got = paper.against_control(table).set_index("run_id").alpha_hat
     assert len(got) == 2 * 2 * 2  # 2 seeds x MP, RP x 2 ratios
@@ -74,7 +76,7 @@ def test_claims_against_a_control_that_did_not_train_equal_the_claims_against_de
     against the control, and the verdicts of the intensification claims, are those against dense."""
     spec = tiny_spec(control=True, seeds=3)
     spec["finetune"] = {"epochs": 0, "lr": 0.01}
-    frame = grid.run(parse(spec), tmp_path, progress=False)
+    frame = run_rows(parse(spec), tmp_path)
     dense, control = claims.per_run(frame), paper.control_runs(tables.intensification(frame))
     both = dense.merge(control, on="run_id", suffixes=("", "_ctl"), validate="one_to_one")
     assert len(both) == len(dense) == 3 * 2 * 2
@@ -87,7 +89,7 @@ def test_claims_against_a_control_that_did_not_train_equal_the_claims_against_de
 
 
 def test_control_by_dataset_matches_a_t_interval_over_the_controls(tmp_path) -> None:
-    frame = grid.run(parse(tiny_spec(control=True, seeds=3)), tmp_path, progress=False)
+    frame = run_rows(parse(tiny_spec(control=True, seeds=3)), tmp_path)
     table = tables.intensification(frame)
     got = paper.control_by_dataset(table, level=0.99).set_index("dataset").loc["digits"]
     alphas = paper.control_vs_dense(table).alpha_hat.to_numpy()

@@ -18,10 +18,16 @@ from torch import nn
 
 from pruneflow.data import DATASETS, MNIST1D_LADDER, OFFLINE, augment, load, mnist1d_variant
 from pruneflow.devices import seeded
-from pruneflow.masks import classifier, prunable_weights
+from pruneflow.masks import classifier, parameter_counts, prunable_weights
 from pruneflow.metrics import accuracy_from_confusion
-from pruneflow.models import MODELS, build, num_params
+from pruneflow.models import MODELS, build
 from pruneflow.train import Schedule, evaluate, fit
+
+
+def n_params(model: nn.Module) -> int:
+    """All parameters of ``model`` as the store records them (``n_params``)."""
+    return parameter_counts(model)[1]
+
 
 # ---------------------------------------------------------------- offline datasets
 
@@ -282,10 +288,10 @@ EXPECTED_PARAMS = {
 @pytest.mark.parametrize("width", [0.5, 1.0, 2.0])
 @pytest.mark.parametrize(("name", "shape"), list(EXPECTED_PARAMS))
 def test_parameter_count_matches_layer_formula(name: str, shape: tuple[int, ...], width: float) -> None:
-    """num_params equals the count from the layer-shape formulae, at several widths."""
+    """All parameters (masks.parameter_counts) equal the layer-shape formulae, at several widths."""
     model = build(name, shape, 10, width)
-    assert num_params(model) == sum(p.numel() for p in model.parameters())
-    assert num_params(model) == EXPECTED_PARAMS[name, shape](width)
+    assert n_params(model) == sum(p.numel() for p in model.parameters())
+    assert n_params(model) == EXPECTED_PARAMS[name, shape](width)
 
 
 def test_parameter_counts_match_literature() -> None:
@@ -296,14 +302,14 @@ def test_parameter_counts_match_literature() -> None:
     reported = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85}  # He et al. 2016, table 6 (millions)
     for depth, millions in reported.items():
         model = build(f"resnet{depth}", (3, 32, 32), 10)
-        assert num_params(model) == resnet_params(depth, 1.0)
-        assert round(num_params(model) / 1e6, 2) == millions
+        assert n_params(model) == resnet_params(depth, 1.0)
+        assert round(n_params(model) / 1e6, 2) == millions
 
 
 @pytest.mark.parametrize(("name", "shape"), list(EXPECTED_PARAMS))
 def test_width_increases_parameter_count(name: str, shape: tuple[int, ...]) -> None:
     """Wider models have strictly more parameters."""
-    counts = [num_params(build(name, shape, 10, w)) for w in (0.25, 0.5, 1.0, 1.5, 2.0)]
+    counts = [n_params(build(name, shape, 10, w)) for w in (0.25, 0.5, 1.0, 1.5, 2.0)]
     assert counts == sorted(set(counts))
 
 

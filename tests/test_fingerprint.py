@@ -107,8 +107,9 @@ def test_editing_a_strategy_recomputes_pruned_runs_not_dense_models(tmp_path):
 
 
 def test_every_core_module_a_run_uses_is_fingerprinted():
-    """Each pruneflow core module that experiment.tasks (the work of a run) imports is part of
-    the pruned runs' fingerprint, and tasks itself too: editing any of them recomputes."""
+    """The fingerprinted modules are those the import graph reaches: a pruned run every core module
+    experiment.tasks (the work of a run) imports, directly or not, and tasks itself; a dense model
+    what data, models and train reach, and tasks, but not the pruning code."""
     from pruneflow.experiment import fingerprint, tasks
 
     tree = ast.parse(Path(tasks.__file__).read_text())
@@ -119,4 +120,24 @@ def test_every_core_module_a_run_uses_is_fingerprinted():
             used |= {f"pruneflow.{n}" for n in names}
     assert {"pruneflow.devices", "pruneflow.train", "pruneflow.batched"} <= used
     assert used <= set(fingerprint.PRUNE_MODULES)
-    assert "pruneflow.experiment.tasks" in fingerprint.DENSE_MODULES
+    assert "pruneflow.checks" in fingerprint.PRUNE_MODULES  # reached only through train and pruning
+    dense = set(fingerprint.DENSE_MODULES)
+    assert {"pruneflow.experiment.tasks", "pruneflow.devices", "pruneflow.metrics"} <= dense
+    assert dense < set(fingerprint.PRUNE_MODULES)
+    assert not dense & {"pruneflow.pruning", "pruneflow.strategies", "pruneflow.batched"}
+
+
+def test_package_fingerprint_ignores_docstrings_not_code(tmp_path):
+    """The whole package's fingerprint (the page cache's key for the code) moves with code only."""
+    from pruneflow.experiment.fingerprint import package_fingerprint
+
+    package = tmp_path / "pruneflow"
+    shutil.copytree(ROOT / "pruneflow", package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert package_fingerprint(package) == package_fingerprint()
+    strategies = package / "strategies.py"
+    source = strategies.read_text()
+    commented = source.replace(MP_LINE, "    # scores are |w|\n" + MP_LINE)
+    strategies.write_text(commented.replace('"""MP:', '"""MP,'))
+    assert package_fingerprint(package) == package_fingerprint()
+    strategies.write_text(source.replace(MP_LINE, MP_LINE.replace(".abs()", ".abs() + 1e-12")))
+    assert package_fingerprint(package) != package_fingerprint()

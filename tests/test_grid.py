@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from pruneflow.experiment import grid, results
-from pruneflow.experiment.profiles import load_profile, parse
+from pruneflow.experiment.profiles import Profile, load_profile, parse
 
 VOLATILE = ["seconds", "device", "code_version"]  # the only columns allowed to differ between runs
 
@@ -49,10 +50,19 @@ def tiny_spec(**grid_overrides) -> dict:
     return spec
 
 
+def run_rows(spec: Profile | str, folder: Path, **options) -> pd.DataFrame:
+    """Run ``spec`` into ``folder``; its rows as :func:`results.collect` reads them back."""
+    profile = spec if isinstance(spec, Profile) else load_profile(spec)
+    grid.run(profile, folder, progress=False, **options)
+    done = results.collect(folder, profile.runs)
+    assert not done.missing
+    return done.frame
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> pd.DataFrame:
     """An uninterrupted run of the smoke profile."""
-    return grid.run("smoke", tmp_path_factory.mktemp("reference"), progress=False)
+    return run_rows("smoke", tmp_path_factory.mktemp("reference"))
 
 
 def test_sigkill_then_resume_recomputes_nothing_finished(reference, tmp_path):
@@ -86,21 +96,39 @@ def test_sigkill_then_resume_recomputes_nothing_finished(reference, tmp_path):
     pd.testing.assert_frame_equal(tidy(results.load(tmp_path)), tidy(reference))
 
 
-def test_second_run_trains_nothing(tmp_path, capsys):
+def test_second_run_trains_nothing(tmp_path):
     """A finished profile is read back: nothing computed, same table."""
     spec = parse(tiny_spec())
     first = grid.run(spec, tmp_path, progress=False)
-    capsys.readouterr()
+    assert (first.computed, first.cached, first.failed, first.errored) == (8, 0, 0, 0)
+    rows = results.collect(tmp_path, spec.runs).frame
     second = grid.run(spec, tmp_path, progress=False)
-    assert "0 computed, 8 cached, 0 failed" in capsys.readouterr().out
-    pd.testing.assert_frame_equal(tidy(first), tidy(second))
+    assert (second.computed, second.cached, second.failed) == (0, 8, 0)
+    assert "8 runs - 0 computed, 8 cached, 0 failed" in str(second)
+    pd.testing.assert_frame_equal(tidy(rows), tidy(results.collect(tmp_path, spec.runs).frame))
+
+
+def test_collect_reads_the_runs_asked_for_and_names_the_missing(tmp_path):
+    """collect: the rows of the runs asked for and of their dense models (each once), the runs
+    without rows as missing; it writes nothing."""
+    spec = parse(tiny_spec())
+    assert results.collect(tmp_path / "none", spec.runs).missing == spec.runs
+    assert not (tmp_path / "none").exists()
+    mp = [r for r in spec.runs if r.strategy == "MP"]
+    grid.run(spec, tmp_path, progress=False, only={"strategy": "MP"})
+    done = results.collect(tmp_path, spec.runs)
+    assert done.missing == [r for r in spec.runs if r.strategy == "RP"]
+    assert set(done.frame.run_id) == {r.id for r in mp} | {d.id for d in spec.dense}
+    assert not done.frame.duplicated(["run_id", "stage", "class"]).any()
+    assert set(done.frame.code_fingerprint) == {r.code for r in mp} | {d.code for d in spec.dense}
+    pd.testing.assert_frame_equal(tidy(done.frame), tidy(results.load(tmp_path)))
 
 
 def test_finetuning_together_equals_one_by_one(tmp_path):
     """Fine-tuning runs of a dense model together (vmapped, the CUDA default) gives the same table."""
     spec = parse(tiny_spec(strategies=["MP", "GP", "UP", "RP"]))
-    one = grid.run(spec, tmp_path / "one", progress=False, finetune_together=1)
-    together = grid.run(spec, tmp_path / "together", progress=False, finetune_together=3)
+    one = run_rows(spec, tmp_path / "one", finetune_together=1)
+    together = run_rows(spec, tmp_path / "together", finetune_together=3)
     pd.testing.assert_frame_equal(tidy(one), tidy(together), check_exact=False, atol=1e-6)
 
 
@@ -113,9 +141,9 @@ def test_worker_processes_agree_with_the_sequential_path(tmp_path):
     """Workers in processes give the sequential path's rows, accuracies within MODE_TOLERANCE_SAMPLES
     test samples (observed: identical), and a rerun in the same mode gives identical rows."""
     spec = parse(tiny_spec(strategies=["MP", "GP", "UP", "RP"]))
-    sequential = tidy(grid.run(spec, tmp_path / "one", progress=False, workers=1))
-    pooled = tidy(grid.run(spec, tmp_path / "two", progress=False, workers=2))
-    again = tidy(grid.run(spec, tmp_path / "again", progress=False, workers=2))
+    sequential = tidy(run_rows(spec, tmp_path / "one", workers=1))
+    pooled = tidy(run_rows(spec, tmp_path / "two", workers=2))
+    again = tidy(run_rows(spec, tmp_path / "again", workers=2))
     pd.testing.assert_frame_equal(pooled, again)
     columns = [c for c in sequential.columns if c not in ("recall", "accuracy")]
     pd.testing.assert_frame_equal(sequential[columns], pooled[columns])
@@ -124,25 +152,33 @@ def test_worker_processes_agree_with_the_sequential_path(tmp_path):
     assert moved.max() <= MODE_TOLERANCE_SAMPLES
 
 
-def test_corrupted_files_are_recomputed(tmp_path, capsys):
-    """A truncated run file and a truncated checkpoint are detected and recomputed, not read as data."""
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other shapes"])
+def test_corrupted_files_are_recomputed(tmp_path, damage):
+    """A truncated run file is recomputed, not read as data; a dense checkpoint that cannot be
+    loaded (truncated, garbage bytes, weights of another shape) is retrained for the runs needing it."""
     spec = parse(tiny_spec())
-    first = grid.run(spec, tmp_path, progress=False)
+    first = run_rows(spec, tmp_path)
     victim = sorted(tmp_path.glob("runs/*.parquet"))[0]
+    dense = results.config(victim.stem, tmp_path).dense
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
-    checkpoint = sorted(tmp_path.glob("dense/*.pt"))[0]
-    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    checkpoint = tmp_path / "dense" / f"{dense.id}.pt"
+    if damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    elif damage == "garbage":
+        checkpoint.write_bytes(b"garbage\n")
+    else:
+        torch.save({"weight": torch.ones(3)}, checkpoint)
     assert victim.stem not in set(results.load(tmp_path).run_id), "a truncated file was read as data"
-    capsys.readouterr()
     again = grid.run(spec, tmp_path, progress=False)
-    assert "1 computed, 7 cached" in capsys.readouterr().out
-    pd.testing.assert_frame_equal(tidy(first), tidy(again))
+    assert (again.computed, again.cached, again.failed) == (1, 7, 0)
+    assert torch.load(checkpoint, weights_only=True).keys() != {"weight"}, "the checkpoint was not rewritten"
+    pd.testing.assert_frame_equal(tidy(first), tidy(results.load(tmp_path)))
 
 
 def test_rows_trace_to_their_config(tmp_path):
     """Every run id resolves to the full config that produced it."""
     spec = parse(tiny_spec())
-    frame = grid.run(spec, tmp_path, progress=False)
+    frame = run_rows(spec, tmp_path)
     by_id = {r.id: r for r in spec.runs} | {d.id: d for d in spec.dense}
     assert set(frame.run_id) == set(by_id)
     for run_id in frame.run_id.unique():
@@ -153,7 +189,7 @@ def test_rows_trace_to_their_config(tmp_path):
 
 def test_tidy_rows(tmp_path):
     """One row per (run, stage, class); recall and accuracy agree with each other."""
-    frame = grid.run(parse(tiny_spec()), tmp_path, progress=False)
+    frame = run_rows(parse(tiny_spec()), tmp_path)
     assert set(frame.stage) == {"dense", "pruned", "finetuned"}
     assert not frame.duplicated(["run_id", "stage", "class"]).any()
     assert (frame.groupby(["run_id", "stage"]).size() == 10).all()
@@ -164,14 +200,16 @@ def test_tidy_rows(tmp_path):
     assert ((pruned.compression_prunable - pruned.compression).abs() / pruned.compression < 0.01).all()
 
 
-def test_failures_are_data(tmp_path, capsys):
+def test_failures_are_data(tmp_path):
     """A diverging training is recorded with its reason; the rest of the grid goes on."""
     spec = tiny_spec()
     spec["train"]["lr"] = 1e6
-    frame = grid.run(parse(spec), tmp_path, progress=False)
+    summary = grid.run(parse(spec), tmp_path, progress=False)
+    frame = results.load(tmp_path)
     assert set(frame.status) == {"diverged"}
     assert frame.reason.str.contains("loss").all()
-    assert "0 computed, 0 cached, 8 failed" in capsys.readouterr().out
+    assert (summary.computed, summary.cached, summary.failed, summary.errored) == (0, 0, 8, 0)
+    assert len(summary.reasons) == 8 and all("loss" in r for r in summary.reasons)
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,8 @@ def test_plugin_module_enters_the_fingerprint_of_its_runs_only(plugin_profile):
 @pytest.mark.slow
 def test_plugin_strategy_through_the_dask_executor(plugin_profile, tmp_path):
     profile = load_profile(plugin_profile)  # from another working directory than the profile's
-    frame = grid.run(profile, tmp_path, only={"seed": "0", "strategy": "SQ"}, executor="dask", progress=False)
+    grid.run(profile, tmp_path, only={"seed": "0", "strategy": "SQ"}, executor="dask", progress=False)
+    frame = results.load(tmp_path)
     pruned = frame[frame.stage != "dense"]
     assert set(pruned.strategy) == {"SQ"} and set(pruned.status) == {"ok"} and pruned.run_id.nunique() == 2
 

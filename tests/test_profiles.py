@@ -32,7 +32,24 @@ def edited(path: tuple, value) -> dict:
     return spec
 
 
+def without(key: str) -> dict:
+    """GOOD without its top-level ``key``."""
+    return {k: v for k, v in GOOD.items() if k != key}
+
+
 CASES = {  # id: (YAML text, or a spec to dump; regexes the message must match)
+    "no train section": (
+        without("train"),
+        [r"grids.g: training of 'digits' has no 'epochs' or 'lr'", "train:"],
+    ),
+    "negative momentum": (
+        edited(("train", "momentum"), -5),
+        [r"grids.g: momentum must be a finite number >= 0"],
+    ),
+    "infinite momentum": (
+        edited(("train", "momentum"), float("inf")),
+        [r"momentum must be a finite number >= 0, got inf"],
+    ),
     "empty file": ("", ["empty file"]),
     "malformed YAML": ("name: x\ngrids: {g: [unclosed\n", ["malformed YAML at line 3"]),
     "not a mapping": ("- a\n- b\n", ["profile is a mapping", "got a list"]),

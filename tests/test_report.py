@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from browser import SCREENSHOT_DIR, check_page, find_chromium, layout
+from browser import SCREENSHOT_DIR, check_page, find_chromium, first_screen_items, layout
 
 from pruneflow import metrics
 from pruneflow.experiment import grid
@@ -231,6 +231,33 @@ def test_a_declared_page_is_built_into_the_book(built):
     assert "A toy question" in toy and re.search(r"\d+ cells\.", toy) and "pruneflow-table" in toy
     sidebar = (html / "generated" / "methods.html").read_text()
     assert sidebar.index("q4_undecayed.html") < sidebar.index("toy.html") < sidebar.index("conclusions.html")
+
+
+@pytest.mark.slow
+def test_index_opens_with_the_findings(built):
+    """The index's first screen (1280 x 800) holds at least three findings, each marked against the paper."""
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium, or set CHROMIUM)")
+    marks = ("agrees with the paper", "differs from the paper", "not settled here")
+    shown = [item for item in first_screen_items(built) if any(m in item for m in marks)]
+    assert len(shown) >= 3, shown
+
+
+@pytest.mark.slow
+def test_paper_vs_ours_shows_our_numbers_and_names_each_line(built):
+    """Paper vs ours shows our values beside the paper's on the page, not only in a CSV, and its chart
+    colours one line per source, named in a legend, in one panel per strategy."""
+    html = built.parent
+    text = (html / "generated" / "paper_vs_ours.html").read_text()
+    table = pd.read_csv(html / "_static" / "data" / "paper_vs_ours-figure5-alpha.csv")
+    ours = [c for c in table.columns if c.startswith("ours: ") and c.endswith("_ours")]
+    assert ours, table.columns
+    value = table[ours[0]].dropna().iloc[0]
+    assert f"{value:.3f}" in text
+    spec = re.search(r'"facet": \{"field": "strategy"', text) or re.search(
+        r'"facet":\s*\{[^}]*"strategy"', text
+    )
+    assert spec and '"field": "source"' in text and "paper (CIFAR-10/ResNet-56)" in text
 
 
 @pytest.mark.slow

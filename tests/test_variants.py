@@ -7,16 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pruneflow.experiment import grid
 from pruneflow.experiment.profiles import parse
 from pruneflow.report import paper, tables, variants
-from tests.test_grid import tiny_spec
+from tests.test_grid import run_rows, tiny_spec
 
 
 @pytest.fixture(scope="module")
 def frame(tmp_path_factory) -> pd.DataFrame:
     spec = tiny_spec(strategies=["UP", "UP-signed", "RP", "RP-bernoulli"], seeds=3)
-    return grid.run(parse(spec), tmp_path_factory.mktemp("variants"), progress=False)
+    return run_rows(parse(spec), tmp_path_factory.mktemp("variants"))
 
 
 def test_differences_are_paired_t_intervals_of_variant_minus_ours(frame) -> None:

@@ -23,8 +23,9 @@ from ..devices import default_device
 from .config import DenseConfig, PruneConfig
 from .plugins import import_plugins, imported
 from .results import Store
-from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_cell
+from .tasks import Outcome, RunContext, cached, prepare_dense, run_cell
 
+CONNECT_SECONDS = 5.0  # how long to try to reach a --scheduler before saying it is unreachable
 RETRIES = 2  # a task that raised is tried again this many times (a lost worker's task is rescheduled)
 
 
@@ -43,8 +44,8 @@ def worker_device() -> torch.device:
 
 def dense_task(dense: DenseConfig, root: str) -> Outcome:
     """Train and store ``dense`` unless the store has it; return its rows."""
-    table, _, _ = prepare_dense(dense, Store(root), worker_device(), Stopwatch(), need_model=True)
-    return None, table
+    table, _, _ = prepare_dense(dense, RunContext(Store(root), worker_device()), need_model=True)
+    return Outcome("dense", table)
 
 
 def run_task(run: PruneConfig, root: str, _dense_done: Outcome | None = None) -> Outcome:
@@ -53,9 +54,9 @@ def run_task(run: PruneConfig, root: str, _dense_done: Outcome | None = None) ->
     table = store.read(run)
     if table is not None:
         return cached(table)
-    device = worker_device()
-    dense_table, model, dataset = prepare_dense(run.dense, store, device, Stopwatch(), need_model=True)
-    return run_cell(run, model, dataset, dense_table, store, device, Stopwatch())
+    ctx = RunContext(store, worker_device())
+    dense_table, model, dataset = prepare_dense(run.dense, ctx, need_model=True)
+    return run_cell(run, model, dataset, dense_table, ctx)
 
 
 class _Plugins(WorkerPlugin):
@@ -74,7 +75,14 @@ def client_for(scheduler: str | None) -> Iterator[object]:
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout=CONNECT_SECONDS)
+        except (OSError, ValueError, TypeError) as error:  # unreachable, or not an address
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise ValueError(
+                f"cannot reach the Dask scheduler {scheduler!r} within {CONNECT_SECONDS:g} s ({reason})"
+            ) from None
+        with client:
             yield client
         return
     workers = torch.cuda.device_count() or os.cpu_count() or 1
@@ -102,9 +110,13 @@ def run_on_dask(
             client.submit(run_task, r, root, dense[r.dense], key=f"run-{r.id}", retries=RETRIES) for r in runs
         ]
         outcomes = []
-        with tqdm(total=len(tasks), unit="run", disable=not progress) as bar:
-            for future in as_completed(tasks):
-                outcomes.append(future.result())
-                bar.update()
-        outcomes.extend(f.result() for f in dense.values())
+        try:
+            with tqdm(total=len(tasks), unit="run", disable=not progress) as bar:
+                for future in as_completed(tasks):
+                    outcomes.append(future.result())
+                    bar.update()
+            outcomes.extend(f.result() for f in dense.values())
+        except KeyboardInterrupt:  # queued tasks are dropped, running ones end with their worker's task
+            client.cancel([*tasks, *dense.values()])
+            raise
     return outcomes

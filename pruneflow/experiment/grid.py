@@ -13,11 +13,13 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pandas as pd
@@ -30,31 +32,47 @@ from ..registry import check_choice
 from .config import DenseConfig, PruneConfig
 from .plugins import import_plugins, imported
 from .profiles import Profile, check_datasets, load_profile
-from .results import DEFAULT_ROOT, Store
-from .tasks import Outcome, Stopwatch, cached, prepare_dense, run_group
+from .results import DEFAULT_ROOT, Collected, Store, collect
+from .tasks import Outcome, RunContext, Stopwatch, cached, run_group
 
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
 EXECUTORS = ("local", "dask")
 FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}  # runs of a dense model fine-tuned at once (vmapped)
+GRACE_SECONDS = 3.0  # after Ctrl-C, how long running workers may take to finish the run at hand
+
+
+class Stopped(KeyboardInterrupt):
+    """The grid was interrupted (Ctrl-C): the finished runs are stored, a rerun does the rest."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"stopped: {done} of {total} runs done; rerun to resume")
+        self.done, self.total = done, total
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Counts of one grid execution."""
+    """What one grid execution did: runs computed now, read back (``cached``) and ``failed``
+    (diverged, unreachable or ``errored``: raised, a defect retried next time), with the first
+    reasons and the wall seconds."""
 
     profile: str
     computed: int
     cached: int
     failed: int
+    errored: int
     seconds: float
     reasons: tuple[str, ...]
 
+    @property
+    def total(self) -> int:
+        return self.computed + self.cached + self.failed
+
     def __str__(self) -> str:
-        total = self.computed + self.cached + self.failed
+        errored = f" ({self.errored} errored)" if self.errored else ""
         line = (
-            f"{self.profile}: {total} runs - {self.computed} computed, {self.cached} cached, "
-            f"{self.failed} failed - {self.seconds:.1f} s"
+            f"{self.profile}: {self.total} runs - {self.computed} computed, {self.cached} cached, "
+            f"{self.failed} failed{errored} - {self.seconds:.1f} s"
         )
         return "\n".join([line, *(f"  failed: {r}" for r in self.reasons[:5])])
 
@@ -98,7 +116,7 @@ def run(
     spec: Profile | str | Path,
     results: str | Path = DEFAULT_ROOT,
     *,
-    only: Mapping[str, str] | None = None,
+    only: Mapping[str, str | Sequence[str]] | None = None,
     progress: bool = True,
     device: torch.device | None = None,
     stopwatch: Stopwatch | None = None,
@@ -106,9 +124,14 @@ def run(
     scheduler: str | None = None,
     finetune_together: int | None = None,
     workers: int | None = None,
-) -> pd.DataFrame:
-    """Run (or read back) every run of ``spec`` into ``results``; returns their rows and those of
-    their dense models as one tidy DataFrame, and prints a one-line summary.
+) -> Summary:
+    """Run every run of ``spec`` into ``results`` that is not stored there yet, and return what was
+    done; the rows are read with :func:`.results.collect` or :func:`.results.load`. When nothing is
+    missing the folder is only read (it may be read-only); else the grid holds the folder's lock
+    (:meth:`.results.Store.lock`: a second grid into it waits, then computes only what is still
+    missing). Ctrl-C cancels the queued work, lets running workers finish the run at hand for up to
+    :data:`GRACE_SECONDS` (a second Ctrl-C: at once) and raises :class:`Stopped`; what finished is
+    stored, so a rerun resumes.
 
     ``executor="local"`` runs on this machine: dense models (each with its runs) are spread over
     ``workers`` single-threaded processes (default: one per core on a CPU, see
@@ -125,92 +148,175 @@ def run(
     runs = select(profile.runs, only)
     if not runs:
         raise ValueError(f"no run of profile {profile.name!r} matches {dict(only or {})}; {_values(profile)}")
-    check_datasets(runs)
-    store = Store(results)
-    store.check_writable()
     start = time.perf_counter()
-    if executor == "dask":
-        from .cluster import run_on_dask
-
-        outcomes = run_on_dask(runs, store, scheduler, progress)
-    else:
-        device = device or default_device()
-        together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
-        workers = workers or default_workers(device)
-        outcomes = _run_here(runs, store, device, stopwatch or Stopwatch(), progress, together, workers)
-    counts, reasons, tables = Counter(), [], []
-    for status, table in outcomes:
-        tables.append(table)
-        if status is None:  # a dense model's rows
-            continue
-        counts[status] += 1
-        if status == "failed":
-            reasons.append(f"{table.column('run_id')[0]}: {table.column('reason')[0]}")
-    store.remove_temporary()
-    elapsed = time.perf_counter() - start
-    print(
-        Summary(profile.name, counts["computed"], counts["cached"], counts["failed"], elapsed, tuple(reasons))
+    done = collect(results, runs)
+    outcomes = _cached(done, runs)
+    if done.missing:
+        _check_computable(done.missing, results)
+        store, options = Store(results), (device, stopwatch, executor, scheduler, finetune_together, workers)
+        with _sigint_restored():
+            try:
+                with store.lock():
+                    outcomes += _compute(done.missing, store, progress, *options)
+            except KeyboardInterrupt:
+                _ignore_sigint()  # counting takes a moment: another Ctrl-C would lose the count
+                left = len(collect(results, runs).missing)
+                raise Stopped(len(runs) - left, len(runs)) from None
+    runs_done = [o for o in outcomes if o.status != "dense"]
+    counts = Counter(o.status for o in runs_done)
+    return Summary(
+        profile.name,
+        counts["computed"],
+        counts["cached"],
+        counts["failed"],
+        sum(o.errored for o in runs_done),
+        time.perf_counter() - start,
+        tuple(o.reason for o in runs_done if o.status == "failed"),
     )
-    return pa.concat_tables(tables).to_pandas()
 
 
-def _run_here(
+def preflight(spec: Profile | str | Path, results: str | Path = DEFAULT_ROOT) -> list[PruneConfig]:
+    """The runs of ``spec`` missing in ``results``; raises a one-line ``ValueError`` if they cannot
+    be computed here (a dataset's files are absent, or the folder is not writable). Only reads."""
+    profile = spec if isinstance(spec, Profile) else load_profile(spec)
+    missing = collect(results, profile.runs).missing
+    if missing:
+        _check_computable(missing, results)
+    return missing
+
+
+def _check_computable(missing: list[PruneConfig], results: str | Path) -> None:
+    check_datasets(missing)
+    Store(results).check_writable(missing)
+
+
+def _compute(
     runs: list[PruneConfig],
     store: Store,
-    device: torch.device,
-    clock: Stopwatch,
     progress: bool,
-    together: int,
-    workers: int,
+    device: torch.device | None,
+    stopwatch: Stopwatch | None,
+    executor: str,
+    scheduler: str | None,
+    finetune_together: int | None,
+    workers: int | None,
 ) -> list[Outcome]:
-    """Every run, grouped by dense model so that each is trained or loaded once. Finished groups are
-    read back here; the others run here (``workers`` = 1) or in a pool of ``workers`` processes,
-    one dense model at a time each (:func:`_work_group`)."""
+    """Outcomes of the missing ``runs``: read back if stored by now (another grid may have held the
+    lock), else computed with the options of :func:`run`; the caller holds the folder's lock."""
+    try:
+        done = collect(store.root, runs)
+        outcomes = _cached(done, runs)
+        if executor == "dask":
+            from .cluster import run_on_dask
+
+            return outcomes + run_on_dask(done.missing, store, scheduler, progress)
+        device = device or default_device()
+        together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
+        ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
+        return outcomes + _run_here(done.missing, ctx, progress, workers or default_workers(device))
+    finally:
+        store.remove_temporary()  # no writer of this grid is left
+
+
+@contextlib.contextmanager
+def _sigint_restored() -> Iterator[None]:
+    """Put back the Ctrl-C handler of the main thread on exit (:func:`_ignore_sigint` changes it)."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, handler)
+
+
+def _ignore_sigint() -> None:
+    """Ignore further Ctrl-C (main thread only) while an interrupted grid cleans up and counts."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _cached(done: Collected, runs: list[PruneConfig]) -> list[Outcome]:
+    """Outcomes of the runs of ``runs`` whose rows ``done`` holds."""
+    return [cached(pa.Table.from_pandas(rows, preserve_index=False)) for rows in _by_run(done, runs)]
+
+
+def _by_run(done: Collected, runs: list[PruneConfig]) -> list[pd.DataFrame]:
+    """The stored rows of each run of ``runs`` that ``done`` holds."""
+    ids = {r.id for r in runs}
+    frame = done.frame.drop(columns="code_fingerprint")
+    return [rows for run_id, rows in frame.groupby("run_id", sort=False) if run_id in ids]
+
+
+def _run_here(runs: list[PruneConfig], ctx: RunContext, progress: bool, workers: int) -> list[Outcome]:
+    """Every run, grouped by dense model so that each is trained or loaded once: here (``workers``
+    = 1) or in a pool of ``workers`` processes, one dense model at a time each (:func:`_work_group`)."""
     groups: dict[DenseConfig, list[PruneConfig]] = {}
     for r in runs:
         groups.setdefault(r.dense, []).append(r)
     outcomes: list[Outcome] = []
-    pending: dict[DenseConfig, list[PruneConfig]] = {}
-    for dense, group in groups.items():
-        tables = [store.read(r) for r in group]
-        if any(t is None for t in tables):
-            pending[dense] = group
-            continue
-        dense_table, _, _ = prepare_dense(dense, store, device, clock, need_model=False)
-        outcomes += [(None, dense_table), *map(cached, tables)]
-    with tqdm(
-        total=len(runs), initial=len(runs) - sum(map(len, pending.values())), unit="run", disable=not progress
-    ) as bar:
-        if workers > 1 and len(pending) > 1:
+    with tqdm(total=len(runs), unit="run", disable=not progress) as bar:
+        if workers > 1 and len(groups) > 1:
             # fork: workers inherit the loaded code and data, and scripts need no __main__ guard
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(
-                min(workers, len(pending)),
+            stop = context.Event()
+            pool = ProcessPoolExecutor(
+                min(workers, len(groups)),
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(threads, imported()),
-            ) as pool:
-                futures = {
-                    pool.submit(_work_group, dense, group, str(store.root), together): len(group)
-                    for dense, group in pending.items()
-                }
+                initargs=(threads, imported(), stop),
+            )
+            futures = {
+                pool.submit(_work_group, dense, group, str(ctx.store.root), ctx.together): len(group)
+                for dense, group in groups.items()
+            }
+            try:
                 for future in as_completed(futures):
                     done, seconds = future.result()
                     outcomes += done
-                    clock.seconds.update(seconds)
+                    ctx.clock.seconds.update(seconds)
                     bar.update(futures[future])
+            except KeyboardInterrupt:
+                stop.set()  # workers end their group after the run at hand
+                _stop_pool(pool, list(futures))
+                raise
+            finally:
+                pool.shutdown(cancel_futures=True)  # returns at once after _stop_pool
         else:
-            for dense, group in pending.items():
-                outcomes += run_group(dense, group, store, device, clock, together)
+            for dense, group in groups.items():
+                outcomes += run_group(dense, group, ctx)
                 bar.update(len(group))
     return outcomes
 
 
-def _init_worker(threads: int, plugins: list[str]) -> None:
+def _stop_pool(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
+    """Cancel the queued groups, give the running ones :data:`GRACE_SECONDS` to finish the run at
+    hand (a second Ctrl-C cuts it short), then end the workers: every file is written by a rename,
+    so a worker ended mid-write leaves a temporary file, never a partial result."""
+    for future in futures:
+        future.cancel()
+    with contextlib.suppress(KeyboardInterrupt):
+        wait(futures, timeout=GRACE_SECONDS)
+    _ignore_sigint()
+    processes = list((pool._processes or {}).values())  # the executor has no public handle on them
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=GRACE_SECONDS)
+
+
+_STOP: Event | None = None  # a pool worker's: set by the parent on Ctrl-C
+
+
+def _init_worker(threads: int, plugins: list[str], stop: Event) -> None:
     """A pool worker: ``threads`` intra-op threads, the parent's plugins (:mod:`.plugins`; already
-    there when forked), and killed with its parent (Linux), so a killed grid leaves no orphan."""
+    there when forked), deaf to Ctrl-C (the parent decides, through ``stop``), and killed with its
+    parent (Linux), so a killed grid leaves no orphan."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     import_plugins(plugins)
     with contextlib.suppress(OSError, AttributeError):
@@ -221,8 +327,12 @@ def _work_group(
     dense: DenseConfig, group: list[PruneConfig], root: str, together: int
 ) -> tuple[list[Outcome], Counter[str]]:
     """One dense model and its runs in a pool worker (CPU); returns outcomes and seconds per phase."""
-    clock = Stopwatch()
-    return run_group(dense, group, Store(root), torch.device("cpu"), clock, together), clock.seconds
+    if _STOP is not None and _STOP.is_set():
+        return [], Counter()
+    ctx = RunContext(Store(root), torch.device("cpu"), together=together)
+    if _STOP is not None:
+        ctx.stopping = _STOP.is_set
+    return run_group(dense, group, ctx), ctx.clock.seconds
 
 
 def default_workers(device: torch.device) -> int:

@@ -36,6 +36,9 @@ def import_plugin(plugin: str) -> str:
             sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
+            except Exception as error:
+                del sys.modules[name]
+                raise ValueError(f"plugin file {plugin!r} failed to import: {_one_line(error)}") from None
             except BaseException:
                 del sys.modules[name]
                 raise
@@ -43,10 +46,16 @@ def import_plugin(plugin: str) -> str:
         name = plugin
         try:
             importlib.import_module(plugin)
-        except ModuleNotFoundError as error:
-            raise ValueError(f"plugin module {plugin!r} cannot be imported ({error})") from None
+        except Exception as error:
+            raise ValueError(f"plugin module {plugin!r} cannot be imported: {_one_line(error)}") from None
     IMPORTED[key] = name
     return name
+
+
+def _one_line(error: Exception) -> str:
+    """``Type: message`` of ``error`` on one line (a syntax error with its file and line)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def import_plugins(plugins: Iterable[str]) -> list[str]:

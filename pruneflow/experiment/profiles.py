@@ -286,7 +286,13 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
         check_choice("dataset", dataset, DATASETS.names())
         per_dataset = datasets.get(dataset) or {}
         finetune = {**(spec.get("finetune") or {}), **(per_dataset.get("finetune") or {})}
-        train = Schedule(**{**(spec.get("train") or {}), **(per_dataset.get("train") or {})})
+        train = {**(spec.get("train") or {}), **(per_dataset.get("train") or {})}
+        if missing := [key for key in ("epochs", "lr") if key not in train]:
+            raise ValueError(
+                f"training of {dataset!r} has no {' or '.join(map(repr, missing))}: set them under "
+                f"train: (or datasets.{dataset}.train:)"
+            )
+        train = Schedule(**train)
         models = grid.get("models", [per_dataset.get("model")])
         tuning = {
             "finetune_epochs": finetune.get("epochs", 10),

@@ -12,14 +12,21 @@ fingerprint of the code that made it (:mod:`.fingerprint`), which :func:`load` a
 A file is written to a temporary name and renamed: a killed run leaves no partial result, and a
 file that cannot be read back is treated as missing and recomputed. Files get the process umask's
 permissions (``0o666 & ~umask``, typically 0644), so workers of other users can read a shared folder.
+Reading (:func:`load`, :func:`collect`) never writes: an archived, read-only folder can be analysed;
+computing into a folder holds its advisory lock (:meth:`Store.lock`), so two grids into one folder
+compute each run once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,8 @@ from .config import DenseConfig, PruneConfig, from_dict, to_dict
 DEFAULT_ROOT = Path("results")
 CONFIG_KEY = b"pruneflow.config"
 CODE_KEY = b"pruneflow.code"
+LOCK = ".lock"  # the advisory lock of a folder being computed into (:meth:`Store.lock`)
+STALE_SECONDS = 10.0  # an unreadable lock file older than this is a crashed writer's
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),  # config hash of the run (dense or pruned)
@@ -71,13 +80,75 @@ class Store:
     def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
         self.root = Path(root)
 
-    def check_writable(self) -> None:
-        """Raise ``ValueError`` unless the folder (or its nearest existing parent) is a writable dir."""
+    def check_writable(self, missing: Sequence[PruneConfig] = ()) -> None:
+        """Raise ``ValueError`` unless the folder (or its nearest existing parent) is a writable dir;
+        the message names the ``missing`` runs that writing is needed for (reading needs no write
+        access: :func:`load` and :func:`collect` work on a read-only folder)."""
         probe = self.root
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         if not probe.is_dir() or not os.access(probe, os.R_OK | os.W_OK | os.X_OK):
-            raise ValueError(f"results folder {str(self.root)!r} is not a readable, writable directory")
+            needed = ""
+            if missing:
+                names = ", ".join(_describe(r) for r in missing[:3])
+                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                needed = f", and {len(missing)} runs to compute are missing there: {names}{more}"
+            raise ValueError(
+                f"results folder {str(self.root)!r} is not a readable, writable directory{needed}"
+            )
+
+    @contextmanager
+    def lock(self, poll: float = 0.5) -> Iterator[None]:
+        """Hold the folder's advisory lock while computing into it: the file ``.lock`` records the
+        holder's pid, host and start time. Another holder makes this wait (saying once on stderr who
+        holds it) until it is released; a stale lock (its pid dead on this host, or a record left
+        unreadable for ``STALE_SECONDS``) is removed."""
+        told = False
+        while (holder := self._take_lock()) is not None:
+            if holder and not told:
+                print(
+                    f"results folder {str(self.root)!r} is locked by pid {holder.get('pid')} on "
+                    f"{holder.get('host')} since {holder.get('since')}; waiting (Ctrl-C to stop; delete "
+                    f"{self.root / LOCK} if that process is gone)",
+                    file=sys.stderr,
+                )
+                told = True
+            time.sleep(poll)
+        try:
+            yield
+        finally:
+            record = self._lock_record()
+            if record and (record.get("pid"), record.get("host")) == (os.getpid(), socket.gethostname()):
+                (self.root / LOCK).unlink(missing_ok=True)
+
+    def _lock_record(self) -> dict[str, Any] | None:
+        """The lock file's record; None if there is none, {} if it cannot be read (being written)."""
+        try:
+            record = json.loads((self.root / LOCK).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _take_lock(self) -> dict[str, Any] | None:
+        """Take the lock and return None, or return the record of its holder ({} if unreadable)."""
+        path = self.root / LOCK
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            record = self._lock_record()
+            if record is None:  # released meanwhile
+                return {}
+            if _stale(record, path) and self._lock_record() == record:
+                path.unlink(missing_ok=True)
+                return {}
+            return record
+        with os.fdopen(fd, "w") as file:
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%H:%M:%S")}
+            json.dump(record, file)
+        return None
 
     def path(self, config: DenseConfig | PruneConfig) -> Path:
         folder = "dense" if isinstance(config, DenseConfig) else "runs"
@@ -88,10 +159,8 @@ class Store:
 
     def read(self, config: DenseConfig | PruneConfig) -> pa.Table | None:
         """The rows stored for ``config``, or None if missing, unreadable or an error to retry."""
-        table = _read(self.path(config))
-        if table is None or "error" in table.column("status").to_pylist():
-            return None
-        return table.replace_schema_metadata(None)
+        table = _read(self.path(config), errors=False)
+        return None if table is None else table.replace_schema_metadata(None)
 
     def write(self, config: DenseConfig | PruneConfig, rows: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
@@ -104,11 +173,13 @@ class Store:
         _atomic(self.checkpoint(config), lambda tmp: torch.save(cpu, tmp))
 
     def load_weights(self, config: DenseConfig) -> dict[str, torch.Tensor] | None:
-        """The stored weights of ``config``, or None if missing or unreadable."""
+        """The stored weights of ``config``, or None if missing or unreadable (any error of
+        ``torch.load``: truncated, garbage, not a state dict), so that the model is retrained."""
         try:
-            return torch.load(self.checkpoint(config), map_location="cpu", weights_only=True)
-        except (FileNotFoundError, RuntimeError, EOFError, ValueError, OSError):
+            weights = torch.load(self.checkpoint(config), map_location="cpu", weights_only=True)
+        except Exception:  # UnpicklingError, EOFError, RuntimeError, OSError, ...: as good as missing
             return None
+        return weights if isinstance(weights, dict) else None
 
     def remove_temporary(self) -> None:
         """Delete temporary files a killed writer left behind (call when no writer is running)."""
@@ -119,12 +190,35 @@ class Store:
         return sorted([*self.root.glob("dense/*.parquet"), *self.root.glob("runs/*.parquet")])
 
 
-def _read(path: Path) -> pa.Table | None:
+def _stale(record: dict[str, Any], path: Path) -> bool:
+    """Whether the lock ``record`` (of the file ``path``) is a dead holder's: its pid is not alive on
+    this host, or the record stayed unreadable for :data:`STALE_SECONDS`."""
+    if not record:
+        try:
+            return time.time() - path.stat().st_mtime > STALE_SECONDS
+        except FileNotFoundError:
+            return False
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _read(path: Path, errors: bool = True) -> pa.Table | None:
+    """The table of the result file ``path`` with its metadata; None if missing or unreadable, or
+    (unless ``errors``) if it records a run that raised (status ``error``)."""
     try:
         table = pq.read_table(path)
     except (FileNotFoundError, OSError, pa.ArrowException):
         return None
     if table.schema.metadata is None or CONFIG_KEY not in table.schema.metadata or table.num_rows == 0:
+        return None
+    if not errors and "error" in table.column("status").to_pylist():
         return None
     return table
 
@@ -143,6 +237,12 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
+def _describe(run: PruneConfig) -> str:
+    """A run in words, e.g. ``digits lenet300-100x0.25 seed 0 MP t=10 (3d5c288c6c12)``."""
+    d = run.dense
+    return f"{d.dataset} {d.label} seed {d.seed} {run.strategy} t={run.compression:g} ({run.id})"
+
+
 def _umask() -> int:
     """The process umask (read by setting it and putting it back)."""
     mask = os.umask(0o022)
@@ -150,16 +250,43 @@ def _umask() -> int:
     return mask
 
 
-def load(path: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
+def load(path: str | Path = DEFAULT_ROOT, *, errors: bool = False) -> pd.DataFrame:
     """Every readable row under the results folder ``path`` as one pandas DataFrame, with a column
     ``code_fingerprint``: the fingerprint of the code that computed the row. Rows of older code
-    are kept here (a grid recomputes them under the current fingerprint and reads only those)."""
-    tables = [t for t in map(_read, Store(path).files()) if t is not None]
-    return _frame([_with_fingerprint(t) for t in tables])
+    are kept here (a grid recomputes them under the current fingerprint and reads only those).
+    Runs that raised (status ``error``: a defect such as a strategy breaking its contract, retried
+    by the next grid) are records, not results: left out unless ``errors``. Only reads."""
+    return _frame(t for t in (_read(f, errors) for f in Store(path).files()) if t is not None)
 
 
-def _frame(tables: list[pa.Table]) -> pd.DataFrame:
-    """``tables`` (with their ``code_fingerprint`` column) as one DataFrame, empty if none."""
+@dataclass(frozen=True)
+class Collected:
+    """The stored rows of some runs (:func:`collect`) and the runs that have none."""
+
+    frame: pd.DataFrame  # rows of the runs and of their dense models (each once), as load gives them
+    missing: list[PruneConfig]  # runs whose rows, or whose dense model's rows, are not readable
+
+
+def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
+    """The rows of ``runs`` and of their dense models under the results folder ``root``, each dense
+    model once, with ``code_fingerprint`` as :func:`load` adds it; runs without readable rows of
+    their own or of their dense model (or stored as an ``error``, to retry) are ``missing``.
+    Only reads: works on a read-only folder and computes nothing."""
+    store, dense, tables, missing = Store(root), {}, [], []
+    for run in dict.fromkeys(runs):
+        if run.dense not in dense:
+            dense[run.dense] = _read(store.path(run.dense), errors=False)
+        table = _read(store.path(run), errors=False)
+        if table is None or dense[run.dense] is None:
+            missing.append(run)
+        else:
+            tables.append(table)
+    return Collected(_frame([*(t for t in dense.values() if t is not None), *tables]), missing)
+
+
+def _frame(tables: Iterable[pa.Table]) -> pd.DataFrame:
+    """Result tables as one DataFrame with their ``code_fingerprint`` column."""
+    tables = [_with_fingerprint(t) for t in tables]
     if not tables:
         return SCHEMA.empty_table().to_pandas().assign(code_fingerprint=pd.Series(dtype=object))
     return pa.concat_tables(tables).to_pandas()
@@ -178,31 +305,3 @@ def config(run_id: str, results: str | Path = DEFAULT_ROOT) -> DenseConfig | Pru
         if table is not None:
             return from_dict(json.loads(table.schema.metadata[CONFIG_KEY]))
     raise KeyError(f"no run {run_id!r} under {results}")
-
-
-@dataclass(frozen=True)
-class Collected:
-    """The stored rows of some runs and of their dense models, and the runs not stored yet."""
-
-    frame: pd.DataFrame  # tidy rows (SCHEMA plus ``code_fingerprint``), each dense model once
-    missing: list[PruneConfig]  # runs without readable rows (or whose dense model has none)
-
-
-def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
-    """Read the rows of ``runs`` and of their dense models from the results folder ``root``;
-    computes nothing and writes nothing, so it works on a read-only folder."""
-    store, tables, missing = Store(root), [], []
-    runs = list(dict.fromkeys(runs))
-    stored = {d: store.read(d) for d in dict.fromkeys(r.dense for r in runs)}
-    tables = [_tagged(t, d.code) for d, t in stored.items() if t is not None]
-    for run in runs:
-        table = store.read(run) if stored[run.dense] is not None else None
-        if table is None:
-            missing.append(run)
-        else:
-            tables.append(_tagged(table, run.code))
-    return Collected(_frame(tables), missing)
-
-
-def _tagged(table: pa.Table, code: str) -> pa.Table:
-    return table.append_column("code_fingerprint", pa.array([code] * table.num_rows, pa.string()))

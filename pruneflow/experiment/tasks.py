@@ -13,9 +13,10 @@ import dataclasses
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import pyarrow as pa
 import torch
 
 from .. import data, models
-from ..batched import fit_many, supports
+from ..batched import fit_many
 from ..devices import derive_seed, seeded
 from ..masks import Mask, parameter_counts
 from ..metrics import accuracy_from_confusion, recall_from_confusion
@@ -33,6 +34,23 @@ from ..train import Diverged, evaluate, fit, gradient_batches
 from .config import CONTROL, DenseConfig, PruneConfig
 from .provenance import code_version, device_name
 from .results import SCHEMA, Store
+
+
+class Stream(Enum):
+    """Keys of a run's random streams; a stream's seed is ``derive_seed(key, owner)`` with the dense
+    seed (init, order, gradient) or the run's :attr:`~.config.PruneConfig.streams` (prune, finetune)
+    as owner, so every executor and the plain-loop benchmark draw the same numbers."""
+
+    INIT = "init"  # the dense model's initial weights
+    ORDER = "order"  # the dense training's batch order
+    GRADIENT = "gradient"  # the batches GP and UP take their gradients from
+    PRUNE = "prune"  # RP's draw
+    FINETUNE = "finetune"  # the fine-tuning's batch order
+
+
+def stream_seed(stream: Stream, owner: object) -> int:
+    """The seed of ``stream`` for ``owner`` (a dense seed or a run's streams key)."""
+    return derive_seed(stream.value, owner)
 
 
 class Stopwatch:
@@ -51,31 +69,66 @@ class Stopwatch:
 
 
 Shared = dict[tuple[Any, ...], Any]  # of one dense model: ratio-free scores, matched runs' kept counts
-Outcome = tuple[str | None, pa.Table]  # ('computed' | 'cached' | 'failed', rows) or (None, dense rows)
 
 
-def run_group(
-    dense: DenseConfig,
-    group: list[PruneConfig],
-    store: Store,
-    device: torch.device,
-    clock: Stopwatch,
-    together: int = 1,
-) -> list[Outcome]:
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class RunContext:
+    """Where and how runs are carried out: the store they are read from and written to, the device,
+    the phase clock, how many runs are fine-tuned at once, the ratio-free scores of the dense model
+    at hand (``shared``, by strategy and gradient batches; :func:`run_group` starts it empty), and
+    ``stopping``, asked before each run (or batch of runs fine-tuned together): True ends the group
+    there (an interrupted grid lets a worker finish the run at hand, then stop)."""
+
+    store: Store
+    device: torch.device
+    clock: Stopwatch = field(default_factory=Stopwatch)
+    together: int = 1
+    shared: Shared = field(default_factory=dict)
+    stopping: Callable[[], bool] = _never
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one run: its rows and ``status``: ``computed`` or ``cached`` (every row ok),
+    ``failed`` (stored with a non-ok status), or ``dense`` (the rows of a dense model)."""
+
+    status: str
+    table: pa.Table
+
+    @property
+    def errored(self) -> bool:
+        """Whether the run raised (status ``error``: a defect, not a result; retried next time)."""
+        return "error" in self.table.column("status").to_pylist()
+
+    @property
+    def reason(self) -> str:
+        return f"{self.table.column('run_id')[0]}: {self.table.column('reason')[0]}"
+
+
+def run_group(dense: DenseConfig, group: list[PruneConfig], ctx: RunContext) -> list[Outcome]:
     """The dense model of ``group`` (trained, or read back) and every run of ``group`` from it, each
-    read back if stored; ``together`` > 1 fine-tunes that many runs at once (:func:`fit_many`).
-    A ratio-free strategy scores the dense model once for all its ratios (``shared``)."""
-    shared: Shared = {}
-    tables = {r: store.read(r) for r in group}
+    read back if stored; ``ctx.together`` > 1 fine-tunes that many runs at once (:func:`fit_many`,
+    fp32 only). A ratio-free strategy scores the dense model once for all its ratios."""
+    ctx = replace(ctx, shared={})
+    tables = {r: ctx.store.read(r) for r in group}
     todo = [r for r in group if tables[r] is None]
-    dense_table, model, dataset = prepare_dense(dense, store, device, clock, need_model=bool(todo))
-    outcomes: list[Outcome] = [(None, dense_table), *(cached(t) for t in tables.values() if t is not None)]
-    if together > 1 and todo and model is not None and supports(model, dataset, todo[0].finetune):
-        for chunk in _chunks(todo, together):
-            rows = prune_runs_together(chunk, model, dataset, device, dense_table, clock, shared)
-            outcomes += [store_rows(r, rows[r], store) for r in chunk]
+    dense_table, model, dataset = prepare_dense(dense, ctx, need_model=bool(todo))
+    outcomes = [Outcome("dense", dense_table), *(cached(t) for t in tables.values() if t is not None)]
+    if ctx.together > 1 and todo and model is not None and dense.train.precision == "fp32":
+        for chunk in _chunks(todo, ctx.together):
+            if ctx.stopping():
+                break
+            rows = prune_runs_together(chunk, model, dataset, dense_table, ctx)
+            outcomes += [store_rows(r, rows[r], ctx.store) for r in chunk]
     else:
-        outcomes += [run_cell(r, model, dataset, dense_table, store, device, clock, shared) for r in todo]
+        for run in todo:
+            if ctx.stopping():
+                break
+            outcomes.append(run_cell(run, model, dataset, dense_table, ctx))
     return outcomes
 
 
@@ -92,34 +145,46 @@ def _chunks(runs: list[PruneConfig], size: int) -> Iterator[list[PruneConfig]]:
 def store_rows(run: PruneConfig, rows: list[dict[str, Any]], store: Store) -> Outcome:
     store.write(run, rows)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    return ("computed" if _ok(table) else "failed"), table
+    return Outcome("computed" if _ok(table) else "failed", table)
 
 
 def cached(table: pa.Table) -> Outcome:
-    return ("cached" if _ok(table) else "failed"), table
+    return Outcome("cached" if _ok(table) else "failed", table)
 
 
 def prepare_dense(
-    dense: DenseConfig, store: Store, device: torch.device, clock: Stopwatch, need_model: bool
+    dense: DenseConfig, ctx: RunContext, need_model: bool
 ) -> tuple[pa.Table, torch.nn.Module | None, data.Dataset | None]:
-    """The dense model's rows and, if ``need_model``, its trained weights and dataset on ``device``:
+    """The dense model's rows and, if ``need_model``, its trained weights and dataset on ``ctx.device``:
     read back from the store, or trained (and stored) when missing or unreadable."""
+    store = ctx.store
     table = store.read(dense)
     if table is not None and not need_model:
         return table, None, None
-    dataset = data.load(dense.dataset).to(device)
+    dataset = data.load(dense.dataset).to(ctx.device)
     if table is not None and not _ok(table):  # a failed dense model stays failed
         return table, None, dataset
-    weights = store.load_weights(dense) if table is not None else None
-    if weights is not None:
-        model = build_model(dense, dataset).to(device)
-        model.load_state_dict(weights)
-        return table, model, dataset
-    model, rows = train_dense(dense, dataset, device, clock)
+    if table is not None and (model := _restore(dense, dataset, store)) is not None:
+        return table, model.to(ctx.device), dataset
+    model, rows = train_dense(dense, dataset, ctx)
     if model is not None:
         store.save_weights(dense, model.state_dict())
     store.write(dense, rows)
     return pa.Table.from_pylist(rows, schema=SCHEMA), model, dataset
+
+
+def _restore(dense: DenseConfig, dataset: data.Dataset, store: Store) -> torch.nn.Module | None:
+    """The stored trained model of ``dense``, or None if its checkpoint is missing or cannot be
+    loaded into the architecture (any error: truncated, garbage, other shapes): then it is retrained."""
+    weights = store.load_weights(dense)
+    if weights is None:
+        return None
+    model = build_model(dense, dataset)
+    try:
+        model.load_state_dict(weights)
+    except Exception:  # a checkpoint that does not fit is as good as missing
+        return None
+    return model
 
 
 def run_cell(
@@ -127,13 +192,10 @@ def run_cell(
     model: torch.nn.Module | None,
     dataset: data.Dataset | None,
     dense_table: pa.Table,
-    store: Store,
-    device: torch.device,
-    clock: Stopwatch,
-    shared: Shared | None = None,
+    ctx: RunContext,
 ) -> Outcome:
     """Prune, evaluate, fine-tune and evaluate one run from its dense model; store its rows."""
-    return store_rows(run, prune_run(run, model, dataset, device, dense_table, clock, shared), store)
+    return store_rows(run, prune_run(run, model, dataset, dense_table, ctx), ctx.store)
 
 
 def _ok(table: pa.Table) -> bool:
@@ -142,7 +204,7 @@ def _ok(table: pa.Table) -> bool:
 
 def build_model(dense: DenseConfig, dataset: data.Dataset) -> torch.nn.Module:
     """The untrained model of ``dense``, initialised under its seed."""
-    with seeded(derive_seed("init", dense.seed)):
+    with seeded(stream_seed(Stream.INIT, dense.seed)):
         return models.build(dense.model, dataset.input_shape, dataset.num_classes, dense.width)
 
 
@@ -187,13 +249,13 @@ def _failure(common: dict[str, Any], error: BaseException) -> list[dict[str, Any
 
 
 def train_dense(
-    dense: DenseConfig, dataset: data.Dataset, device: torch.device, clock: Stopwatch
+    dense: DenseConfig, dataset: data.Dataset, ctx: RunContext
 ) -> tuple[torch.nn.Module | None, list[dict[str, Any]]]:
     """The trained dense model (None if it failed) and its rows; nothing is stored."""
-    start = time.perf_counter()
-    model = build_model(dense, dataset).to(device)
+    start, clock = time.perf_counter(), ctx.clock
+    model = build_model(dense, dataset).to(ctx.device)
     common = {
-        **_common(dense, model, device),
+        **_common(dense, model, ctx.device),
         "run_id": dense.id,
         "compression": 1.0,
         "compression_prunable": 1.0,
@@ -201,7 +263,7 @@ def train_dense(
     }
     try:
         with clock("dense"):
-            fit(model, dataset, dense.train, seed=derive_seed("order", dense.seed))
+            fit(model, dataset, dense.train, seed=stream_seed(Stream.ORDER, dense.seed))
         with clock("evaluate"):
             confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
     except Exception as error:  # a failure is data: recorded, and the grid goes on
@@ -230,6 +292,11 @@ def _run_fields(run: PruneConfig) -> dict[str, Any]:
     return {"run_id": run.id, "strategy": run.label, "compression": run.compression, "basis": run.basis}
 
 
+def _run_common(run: PruneConfig, dense_model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+    """The fields every row of ``run`` shares."""
+    return {**_run_fields(run), **_common(run.dense, dense_model, device)}
+
+
 @dataclass
 class _Pruned:
     """A run pruned and evaluated, waiting for its fine-tuning."""
@@ -247,10 +314,10 @@ def _prune_step(
     common: dict[str, Any],
     dense_model: torch.nn.Module,
     dataset: data.Dataset,
-    clock: Stopwatch,
+    ctx: RunContext,
     start: float,
-    shared: Shared | None = None,
 ) -> _Pruned:
+    clock, shared = ctx.clock, ctx.shared
     if run.strategy == CONTROL:  # t = 1: every weight kept, fine-tuned with the same schedule
         model = copy.deepcopy(dense_model)
         common = {**common, "compression_prunable": 1.0, "compression_all": 1.0}
@@ -260,11 +327,11 @@ def _prune_step(
     with clock("prune"):
         model = copy.deepcopy(dense_model)
         batches = gradient_batches(
-            dataset, run.grad_batches, run.grad_batch_size, seed=derive_seed("gradient", run.dense.seed)
+            dataset, run.grad_batches, run.grad_batch_size, seed=stream_seed(Stream.GRADIENT, run.dense.seed)
         )
-        eps, seed = run.dense.train.weight_decay, derive_seed("prune", run.streams)
+        eps, seed = run.dense.train.weight_decay, stream_seed(Stream.PRUNE, run.streams)
         scores = None
-        if shared is not None and getattr(STRATEGIES[run.strategy], "ratio_free", False):
+        if getattr(STRATEGIES[run.strategy], "ratio_free", False):
             key = (run.strategy, run.grad_batches, run.grad_batch_size)
             if key not in shared:
                 shared[key] = score(dense_model, run.strategy, batches=batches, weight_decay=eps, seed=seed)
@@ -300,7 +367,7 @@ def matched_keep(
     own = dataclasses.replace(run, strategy=run.match, match="")
     cache, key = ({} if shared is None else shared), ("kept", own.streams)
     if key not in cache:
-        eps, seed = run.dense.train.weight_decay, derive_seed("prune", own.streams)
+        eps, seed = run.dense.train.weight_decay, stream_seed(Stream.PRUNE, own.streams)
         kwargs = dict(basis=own.basis, batches=batches, weight_decay=eps, seed=seed)
         cache[key] = compute_mask(dense_model, own.strategy, own.compression, **kwargs).kept
     return cache[key]
@@ -320,21 +387,19 @@ def prune_run(
     run: PruneConfig,
     dense_model: torch.nn.Module | None,
     dataset: data.Dataset,
-    device: torch.device,
     dense_table: pa.Table,
-    clock: Stopwatch,
-    shared: Shared | None = None,
+    ctx: RunContext,
 ) -> list[dict[str, Any]]:
     """Rows of one run: pruned, evaluated, fine-tuned, evaluated (or its failure)."""
     if dense_model is None:
         return _dense_failed(run, dense_table)
-    start, common = time.perf_counter(), {**_run_fields(run), **_common(run.dense, dense_model, device)}
+    start, common = time.perf_counter(), _run_common(run, dense_model, ctx.device)
     try:
-        pruned = _prune_step(run, common, dense_model, dataset, clock, start, shared)
-        with clock("finetune"):
-            seed = derive_seed("finetune", run.streams)
+        pruned = _prune_step(run, common, dense_model, dataset, ctx, start)
+        with ctx.clock("finetune"):
+            seed = stream_seed(Stream.FINETUNE, run.streams)
             fit(pruned.model, dataset, run.finetune, seed=seed, mask=pruned.masks)
-        return _finish(pruned, dataset, clock)
+        return _finish(pruned, dataset, ctx.clock)
     except Exception as error:  # a failure is data: recorded, and the grid goes on
         return _with_time(_failure(common, error), start)
 
@@ -343,36 +408,32 @@ def prune_runs_together(
     runs: list[PruneConfig],
     dense_model: torch.nn.Module,
     dataset: data.Dataset,
-    device: torch.device,
     dense_table: pa.Table,
-    clock: Stopwatch,
-    shared: Shared | None = None,
+    ctx: RunContext,
 ) -> dict[PruneConfig, list[dict[str, Any]]]:
     """Rows of runs with one fine-tuning schedule, fine-tuned together (:func:`batched.fit_many`);
     if that fails (e.g. one diverges) they are redone one by one, each with its own status."""
     rows, ready = {}, []
     for run in runs:
-        start, common = time.perf_counter(), {**_run_fields(run), **_common(run.dense, dense_model, device)}
+        start, common = time.perf_counter(), _run_common(run, dense_model, ctx.device)
         try:
-            ready.append(_prune_step(run, common, dense_model, dataset, clock, start, shared))
+            ready.append(_prune_step(run, common, dense_model, dataset, ctx, start))
         except Exception as error:
             rows[run] = _with_time(_failure(common, error), start)
     if not ready:
         return rows
     try:
-        with clock("finetune"):
+        with ctx.clock("finetune"):
             fit_many(
                 [p.model for p in ready],
                 dataset,
                 ready[0].run.finetune,
-                seeds=[derive_seed("finetune", p.run.streams) for p in ready],
+                seeds=[stream_seed(Stream.FINETUNE, p.run.streams) for p in ready],
                 masks=[p.masks for p in ready],
             )
     except Exception:
-        return rows | {
-            p.run: prune_run(p.run, dense_model, dataset, device, dense_table, clock, shared) for p in ready
-        }
-    return rows | {p.run: _finish(p, dataset, clock) for p in ready}
+        return rows | {p.run: prune_run(p.run, dense_model, dataset, dense_table, ctx) for p in ready}
+    return rows | {p.run: _finish(p, dataset, ctx.clock) for p in ready}
 
 
 def _with_time(rows: list[dict[str, Any]], start: float) -> list[dict[str, Any]]:

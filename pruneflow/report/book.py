@@ -50,9 +50,11 @@ class PageFailed(RuntimeError):
 
 
 def source_hash(package: Path = PACKAGE) -> str:
-    """sha256 of every ``*.py`` and ``*.yaml`` file of the pruneflow package (path and content)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()):
+    """The code the pages run: the fingerprint of pruneflow's modules, which a docstring or comment
+    edit leaves as it is (:func:`..experiment.fingerprint.package_fingerprint`), and the bytes of its
+    data files (profiles, published numbers)."""
+    digest = hashlib.sha256(package_fingerprint(package).encode())
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".yaml", ".csv") and p.is_file()):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
