@@ -36,6 +36,7 @@ import yaml
 
 from ..experiment import grid
 from ..experiment import results as store
+from ..experiment.fingerprint import package_fingerprint
 from ..experiment.profiles import load_profile
 from .pages import Page, plan, toc
 
