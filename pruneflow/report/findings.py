@@ -49,6 +49,9 @@ class Finding:
     agrees: bool | None
 
 
+Make = Callable[[Answers], "Finding | None"]
+
+
 def _ci(row: pd.Series) -> str:
     """``+0.123 (99% CI +0.045 to +0.201)``, or a note when the claim has too few usable models."""
     if not pd.notna(row.estimate) or not pd.notna(row.ci_low):
@@ -75,40 +78,57 @@ GAPS = (
 )
 
 
-def _high(a: Answers) -> Finding | None:
-    row = a.row("claims", "high")
-    if row is None:
-        return None
-    text = (
-        f"At high compression (t >= {a.high:g}) pruning {_says(row, *GAPS)} between per-class recalls: "
-        f"mean alpha_hat - 1 is {_ci(row)}, **{row.verdict}**."
-    )
-    return Finding("high", text, row.verdict, "conclusions", _agrees(row))
+def _single(key: str, table: str, claim: str, page: str, words: tuple[str, ...], text: str) -> Make:
+    """The finding of one claim of ``table``: ``text`` with ``{does}`` (the verdict's ``words``: claimed,
+    opposite, no effect, unsettled), ``{ci}``, ``{verdict}``, ``{high}`` and ``{low}`` filled in."""
+
+    def make(a: Answers) -> Finding | None:
+        row = a.row(table, claim)
+        if row is None:
+            return None
+        values = dict(does=_says(row, *words), ci=_ci(row), verdict=row.verdict, high=f"{a.high:g}")
+        return Finding(key, text.format(**values, low=f"{a.low:g}"), row.verdict, page, _agrees(row))
+
+    return make
 
 
-def _excess(a: Answers) -> Finding | None:
-    row = a.row("excess", "high")
-    if row is None:
-        return None
-    does = _says(row, "goes beyond", "stays below", "matches", "is not told apart from")
-    text = (
-        f"The intensification at t >= {a.high:g} {does} what the accuracy loss alone implies: alpha_hat "
-        f"over its error-odds baseline (every class's error rate grown by the same factor) exceeds 1 by "
-        f"{_ci(row)}, **{row.verdict}**."
-    )
-    return Finding("excess", text, row.verdict, "conclusions", _agrees(row))
-
-
-def _low(a: Answers) -> Finding | None:
-    row = a.row("claims", "low")
-    if row is None:
-        return None
-    gaps = (GAPS[1], GAPS[0], *GAPS[2:])
-    text = (
-        f"At low compression (t <= {a.low:g}) pruning {_says(row, *gaps)} (the paper reports "
-        f"de-intensification): mean alpha_hat - 1 is {_ci(row)}, **{row.verdict}**."
-    )
-    return Finding("low", text, row.verdict, "conclusions", _agrees(row))
+_high = _single(
+    "high",
+    "claims",
+    "high",
+    "conclusions",
+    GAPS,
+    "At high compression (t >= {high}) pruning {does} between per-class recalls: mean alpha_hat - 1 is "
+    "{ci}, **{verdict}**.",
+)
+_excess = _single(
+    "excess",
+    "excess",
+    "high",
+    "conclusions",
+    ("goes beyond", "stays below", "matches", "is not told apart from"),
+    "The intensification at t >= {high} {does} what the accuracy loss alone implies: alpha_hat over its "
+    "error-odds baseline (every class's error rate grown by the same factor) exceeds 1 by {ci}, "
+    "**{verdict}**.",
+)
+_low = _single(
+    "low",
+    "claims",
+    "low",
+    "conclusions",
+    (GAPS[1], GAPS[0], *GAPS[2:]),
+    "At low compression (t <= {low}) pruning {does} (the paper reports de-intensification): mean "
+    "alpha_hat - 1 is {ci}, **{verdict}**.",
+)
+_harder = _single(
+    "harder",
+    "claims",
+    "harder",
+    "q2_task_complexity",
+    ("intensify more", "intensify less", "intensify alike", "may or may not intensify more"),
+    "Harder tasks {does}: alpha_hat of the hardest minus the easiest usable task at t >= {high} is {ci}, "
+    "**{verdict}**.",
+)
 
 
 def _up(a: Answers) -> Finding | None:
@@ -149,18 +169,6 @@ def _rp(a: Answers) -> Finding | None:
     return Finding("rp", text, alpha.verdict, "q4_undecayed", _agrees(alpha))
 
 
-def _harder(a: Answers) -> Finding | None:
-    row = a.row("claims", "harder")
-    if row is None or not pd.notna(row.estimate):
-        return None
-    does = _says(row, "intensify more", "intensify less", "intensify alike", "may or may not intensify more")
-    text = (
-        f"Harder tasks {does}: alpha_hat of the hardest minus the easiest usable task at t >= {a.high:g} "
-        f"is {_ci(row)}, **{row.verdict}**."
-    )
-    return Finding("harder", text, row.verdict, "q2_task_complexity", _agrees(row))
-
-
 def _smaller(a: Answers) -> Finding | None:
     prunable, every = a.row("claims", "smaller_prunable"), a.row("claims", "smaller_all")
     if prunable is None or every is None:
@@ -174,7 +182,6 @@ def _smaller(a: Answers) -> Finding | None:
     return Finding("smaller", text, prunable.verdict, "q3_model_size", _agrees(prunable))
 
 
-Make = Callable[[Answers], Finding | None]
 FINDINGS: tuple[Make, ...] = (_high, _excess, _low, _up, _rp, _harder, _smaller)  # in reading order
 
 
