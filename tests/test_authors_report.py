@@ -7,17 +7,23 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pruneflow.experiment import grid
+from pruneflow.experiment import grid, results
 from pruneflow.experiment.profiles import parse
 from pruneflow.report import authors, tables
 from tests.test_grid import tiny_spec
+
+
+def _run(profile, folder) -> pd.DataFrame:
+    """Run ``profile`` into ``folder`` and read back its rows."""
+    grid.run(profile, folder, progress=False)
+    return results.collect(folder, profile.runs).frame
 
 
 @pytest.fixture(scope="module")
 def frame(tmp_path_factory) -> pd.DataFrame:
     strategies = ["MP", "UP", "UP-authors", "MP@UP-authors", "UP@UP-authors"]
     spec = tiny_spec(strategies=strategies, ratios=[2, 10], seeds=3)
-    return grid.run(parse(spec), tmp_path_factory.mktemp("authors"), progress=False)
+    return _run(parse(spec), tmp_path_factory.mktemp("authors"))
 
 
 def test_realised_summarises_each_strategys_realised_t_on_both_bases(frame) -> None:

@@ -7,17 +7,18 @@ import dataclasses
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 
 from pruneflow import compute_mask, data, prune
 from pruneflow.__main__ import main
-from pruneflow.devices import derive_seed
-from pruneflow.experiment import grid
+from pruneflow.experiment import grid, results
 from pruneflow.experiment.config import DenseConfig, PruneConfig, _identity
 from pruneflow.experiment.profiles import ProfileError, parse
-from pruneflow.experiment.tasks import Stopwatch, matched_keep, train_dense
+from pruneflow.experiment.results import Store
+from pruneflow.experiment.tasks import RunContext, Stream, matched_keep, stream_seed, train_dense
 from pruneflow.masks import parameter_counts, prunable_weights
 from pruneflow.pruning import global_mask
 from pruneflow.strategies import authors_threshold_mask
@@ -26,6 +27,12 @@ from tests.test_grid import tiny_spec
 
 # ten signed scores in two tensors; sorted: -3, -1, -0.2, -0.05, 0.1, 0.5, 1, 2, 3, 4
 SCORES = {"a": torch.tensor([[-3.0, -1.0], [0.5, 2.0]]), "b": torch.tensor([4.0, -0.2, 1.0, 0.1, -0.05, 3.0])}
+
+
+def _run(profile, folder) -> pd.DataFrame:
+    """Run ``profile`` into ``folder`` and read back its rows."""
+    grid.run(profile, folder, progress=False)
+    return results.collect(folder, profile.runs).frame
 
 
 def _kept(mask) -> int:
@@ -69,11 +76,12 @@ def test_positive_scores_without_ties_give_the_top_k_mask() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(tmp_path_factory):
     """A narrow LeNet-300-100 trained 3 epochs on digits, and its gradient batch."""
     dataset = data.load("digits")
     dense = DenseConfig("digits", "lenet300-100", 0, Schedule(3, 0.05), 0.25)
-    model, _ = train_dense(dense, dataset, torch.device("cpu"), Stopwatch())
+    context = RunContext(Store(tmp_path_factory.mktemp("store")), torch.device("cpu"))
+    model, _ = train_dense(dense, dataset, context)
     return model, gradient_batches(dataset, 1, 128, seed=0)
 
 
@@ -117,7 +125,7 @@ def test_kept_count_at_low_t_is_everything_and_the_run_is_ok(tmp_path) -> None:
     """At t = 1.1 the quantile lies among the negative scores (thr < 0): the run keeps every weight,
     is recorded as ok with realised t = 1 on both bases, and its matched MP keeps everything too."""
     spec = tiny_spec(strategies=["UP-authors", "MP@UP-authors"], ratios=[1.1], seeds=1)
-    frame = grid.run(parse(spec), tmp_path, progress=False)
+    frame = _run(parse(spec), tmp_path)
     runs = frame[frame.stage == "finetuned"].drop_duplicates("run_id")
     assert set(runs.strategy) == {"UP-authors", "MP@UP-authors"}
     assert set(frame.status) == {"ok"}
@@ -127,7 +135,7 @@ def test_kept_count_at_low_t_is_everything_and_the_run_is_ok(tmp_path) -> None:
 
 def test_matched_runs_keep_exactly_up_authors_count_on_each_dense_model(tmp_path) -> None:
     spec = tiny_spec(strategies=["UP-authors", "MP@UP-authors", "UP@UP-authors", "MP"], ratios=[2, 10])
-    frame = grid.run(parse(spec), tmp_path, progress=False)
+    frame = _run(parse(spec), tmp_path)
     assert set(frame.status) == {"ok"}
     runs = frame[frame.stage == "finetuned"].drop_duplicates("run_id")
     kept = (runs.n_prunable / runs.compression_prunable).round().astype(int)
@@ -142,7 +150,7 @@ def test_matched_runs_keep_exactly_up_authors_count_on_each_dense_model(tmp_path
     # the count is UP-authors' own mask on the stored dense model, as its run computed it
     run = next(r for r in parse(spec).runs if r.match and r.compression == 10)
     dense = _dense_model(tmp_path, run.dense)
-    batches = gradient_batches(data.load("digits"), 1, 128, seed=derive_seed("gradient", run.dense.seed))
+    batches = gradient_batches(data.load("digits"), 1, 128, seed=stream_seed(Stream.GRADIENT, run.dense.seed))
     own = compute_mask(dense, "UP-authors", 10, batches=batches, weight_decay=run.dense.train.weight_decay)
     assert cells.loc[(run.dense.id, 10.0), "MP@UP-authors"] == own.kept
     assert matched_keep(run, dense, batches, None) == own.kept  # uncached, as a Dask worker runs it
