@@ -157,7 +157,7 @@ def run(
         with _sigint_restored():
             try:
                 with store.lock():
-                    outcomes += _compute(done.missing, store, progress, *options)
+                    outcomes += _compute(done.missing, store, progress, len(runs), *options)
             except KeyboardInterrupt:
                 _ignore_sigint()  # counting takes a moment: another Ctrl-C would lose the count
                 left = len(collect(results, runs).missing)
@@ -194,6 +194,7 @@ def _compute(
     runs: list[PruneConfig],
     store: Store,
     progress: bool,
+    total: int,
     device: torch.device | None,
     stopwatch: Stopwatch | None,
     executor: str,
@@ -202,7 +203,8 @@ def _compute(
     workers: int | None,
 ) -> list[Outcome]:
     """Outcomes of the missing ``runs``: read back if stored by now (another grid may have held the
-    lock), else computed with the options of :func:`run`; the caller holds the folder's lock."""
+    lock), else computed with the options of :func:`run`; the caller holds the folder's lock.
+    The bar (if ``progress``) counts ``total`` runs, those finished before included."""
     try:
         done = collect(store.root, runs)
         outcomes = _cached(done, runs)
@@ -213,7 +215,9 @@ def _compute(
         device = device or default_device()
         together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
         ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
-        return outcomes + _run_here(done.missing, ctx, progress, workers or default_workers(device))
+        bar = tqdm(total=total, initial=total - len(done.missing), unit="run", disable=not progress)
+        with bar:
+            return outcomes + _run_here(done.missing, ctx, bar, workers or default_workers(device))
     finally:
         store.remove_temporary()  # no writer of this grid is left
 
@@ -248,46 +252,46 @@ def _by_run(done: Collected, runs: list[PruneConfig]) -> list[pd.DataFrame]:
     return [rows for run_id, rows in frame.groupby("run_id", sort=False) if run_id in ids]
 
 
-def _run_here(runs: list[PruneConfig], ctx: RunContext, progress: bool, workers: int) -> list[Outcome]:
+def _run_here(runs: list[PruneConfig], ctx: RunContext, bar: tqdm, workers: int) -> list[Outcome]:
     """Every run, grouped by dense model so that each is trained or loaded once: here (``workers``
-    = 1) or in a pool of ``workers`` processes, one dense model at a time each (:func:`_work_group`)."""
+    = 1) or in a pool of ``workers`` processes, one dense model at a time each (:func:`_work_group`);
+    ``bar`` counts the runs done."""
     groups: dict[DenseConfig, list[PruneConfig]] = {}
     for r in runs:
         groups.setdefault(r.dense, []).append(r)
     outcomes: list[Outcome] = []
-    with tqdm(total=len(runs), unit="run", disable=not progress) as bar:
-        if workers > 1 and len(groups) > 1:
-            # fork: workers inherit the loaded code and data, and scripts need no __main__ guard
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            stop = context.Event()
-            pool = ProcessPoolExecutor(
-                min(workers, len(groups)),
-                mp_context=context,
-                initializer=_init_worker,
-                initargs=(threads, imported(), stop),
-            )
-            futures = {
-                pool.submit(_work_group, dense, group, str(ctx.store.root), ctx.together): len(group)
-                for dense, group in groups.items()
-            }
-            try:
-                for future in as_completed(futures):
-                    done, seconds = future.result()
-                    outcomes += done
-                    ctx.clock.seconds.update(seconds)
-                    bar.update(futures[future])
-            except KeyboardInterrupt:
-                stop.set()  # workers end their group after the run at hand
-                _stop_pool(pool, list(futures))
-                raise
-            finally:
-                pool.shutdown(cancel_futures=True)  # returns at once after _stop_pool
-        else:
-            for dense, group in groups.items():
-                outcomes += run_group(dense, group, ctx)
-                bar.update(len(group))
+    if workers > 1 and len(groups) > 1:
+        # fork: workers inherit the loaded code and data, and scripts need no __main__ guard
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        stop = context.Event()
+        pool = ProcessPoolExecutor(
+            min(workers, len(groups)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(threads, imported(), stop),
+        )
+        futures = {
+            pool.submit(_work_group, dense, group, str(ctx.store.root), ctx.together): len(group)
+            for dense, group in groups.items()
+        }
+        try:
+            for future in as_completed(futures):
+                done, seconds = future.result()
+                outcomes += done
+                ctx.clock.seconds.update(seconds)
+                bar.update(futures[future])
+        except KeyboardInterrupt:
+            stop.set()  # workers end their group after the run at hand
+            _stop_pool(pool, list(futures))
+            raise
+        finally:
+            pool.shutdown(cancel_futures=True)  # returns at once after _stop_pool
+    else:
+        for dense, group in groups.items():
+            outcomes += run_group(dense, group, ctx)
+            bar.update(len(group))
     return outcomes
 
 
