@@ -90,6 +90,7 @@ def test_plugin_strategy_through_the_q1_page(plugin_profile, tmp_path):
     import papermill
 
     folder = plugin_profile.parent
+    grid.run(load_profile(plugin_profile), folder / "results", progress=False)  # a page only reads
     out = tmp_path / "q1.ipynb"
     papermill.execute_notebook(
         str(ROOT / "notebooks" / "q1_strategy.ipynb"),
