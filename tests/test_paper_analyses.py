@@ -99,18 +99,7 @@ def test_published_numbers_round_trip() -> None:
 
 
 def test_paper_vs_ours_prefers_the_same_cell_else_labels_stand_ins() -> None:
-    pub = paper.published()
-    fig5 = (
-        pub[pub.figure == "figure5"]
-        .pivot_table(
-            index=["dataset", "model", "strategy", "compression"],
-            columns="quantity",
-            values="value",
-            aggfunc="first",
-        )
-        .astype(float)
-        .reset_index()
-    )
+    fig5 = paper.figure5(paper.published())
     ours = pd.DataFrame(
         [
             {
