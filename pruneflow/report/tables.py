@@ -83,7 +83,7 @@ def alphas(table: pd.DataFrame) -> pd.DataFrame:
     n_classes = runs.groupby("run_id")["class"].transform("size")
     if n_classes.nunique() > 1:
         raise ValueError("runs with different numbers of classes: compute alphas per dataset")
-    k = int(n_classes.iloc[0]) if len(runs) else 0
+    k = int(n_classes.iloc[0]) if len(runs) else 1  # no run: empty (0, 1) arrays
     dense = runs.bbar_dense.to_numpy().reshape(-1, k)
     pruned = runs.bbar.to_numpy().reshape(-1, k)
     first = runs.groupby("run_id", sort=True).first().reset_index()
