@@ -54,9 +54,11 @@ class PageContext:
         own = self.params.get("grid") or next(iter(PAGES[self.notebook].grids), None)
         return [own] if own else []
 
-    def show(self, table: pd.DataFrame, digits: int = 3, name: str | None = None, max_columns: int = 8):
+    def show(
+        self, table: pd.DataFrame, digits: int = 3, name: str | None = None, max_columns: int = 8, fold=True
+    ):
         """:func:`.display.show` with this page's CSV export."""
-        return display.show(table, digits, name, max_columns, self.export)
+        return display.show(table, digits, name, max_columns, self.export, fold)
 
     @staticmethod
     def glue(key: str, value: object) -> None:

@@ -62,11 +62,12 @@ def show(
     name: str | None = None,
     max_columns: int = 8,
     export: Export | None = None,
+    fold: bool = True,
 ):
     """A table formatted for the page: fixed decimals (ratios and counts as they are), human
     headers, no index, the first ``max_columns`` columns; with ``export`` (in the book) the whole
     table is also saved as CSV and linked under it, naming the columns only the CSV holds, and a table
-    of more than :data:`COLLAPSE` rows is folded."""
+    of more than :data:`COLLAPSE` rows is folded (unless not ``fold``)."""
     link = export.save(table, name) if export is not None else None
     flat = not isinstance(table.columns, pd.MultiIndex)  # side-by-side tables stay whole
     hidden = [HEADERS.get(c, str(c).replace("_", " ")) for c in table.columns[max_columns:]] if flat else []
@@ -89,6 +90,6 @@ def show(
     more = f" (also: {', '.join(hidden)})" if hidden else ""
     csv = f'<p class="pruneflow-csv"><a href="{link}" download>CSV of this table</a>{more}</p>'
     html = style.to_html()
-    if len(table) > COLLAPSE:
+    if fold and len(table) > COLLAPSE:
         html = f"<details><summary>Table of {len(table):,} rows (show)</summary>{html}</details>"
     return HTML(html + csv)

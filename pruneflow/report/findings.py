@@ -108,7 +108,7 @@ _excess = _single(
     "conclusions",
     ("goes beyond", "stays below", "matches", "is not told apart from"),
     "The intensification at t >= {high} {does} what the accuracy loss alone implies: alpha_hat over its "
-    "error-odds baseline (every class's error rate grown by the same factor) exceeds 1 by {ci}, "
+    "error-odds baseline (every class's error rate grown by the same factor), minus 1, is {ci}, "
     "**{verdict}**.",
 )
 _low = _single(

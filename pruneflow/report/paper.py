@@ -278,7 +278,7 @@ def random_sentence(rp_accuracy: pd.DataFrame, fig5: pd.DataFrame) -> str:
     if not len(at2):
         return "This profile ran no RP at t = 2."
     return (
-        f"At $t = 2$ our RP keeps a mean accuracy of {at2.accuracy.min():.3f} to {at2.accuracy.max():.3f} "
+        f"At t = 2 our RP keeps a mean accuracy of {at2.accuracy.min():.3f} to {at2.accuracy.max():.3f} "
         "across datasets "
         f"(dense {at2.dense_accuracy.min():.3f} to {at2.dense_accuracy.max():.3f}); "
         f"the paper's RP keeps {paper_rp2:.3f} "
