@@ -43,13 +43,13 @@ class PageContext:
 
     def evidence(self, *grids: str, **only: object) -> evidence.Evidence:
         """The evidence of ``grids`` (default: the page's own) restricted to runs matching ``only``."""
-        return self.store.evidence(list(grids) or self._grid(), only or None, self.stage)
+        return self.store.evidence(list(grids) or self.own_grid(), only or None, self.stage)
 
     def grids(self) -> list[str]:
         """Every grid of the profile this page reads."""
-        return list(dict.fromkeys([*PAGES[self.notebook].read(self.profile), *self._grid()]))
+        return list(dict.fromkeys([*PAGES[self.notebook].read(self.profile), *self.own_grid()]))
 
-    def _grid(self) -> list[str]:
+    def own_grid(self) -> list[str]:
         """The page's own grid: its ``grid`` parameter, else the first grid it declares."""
         own = self.params.get("grid") or next(iter(PAGES[self.notebook].grids), None)
         return [own] if own else []

@@ -156,7 +156,7 @@ def random_accuracy(page: PageContext, evidence: Evidence, diffs: pd.DataFrame) 
     if "random_width" in page.profile.grids:
         ladder = page.evidence("random_width").runs
         widths = variants.retained_by_width(ladder[ladder.strategy == "RP"])
-    ours = page.profile.grids[page._grid()[0]][0]
+    ours = page.profile.grids[page.own_grid()[0]][0]
     for key, text in variants.setup_contrast(ours).items():
         page.glue(key, text)
     return Section(
