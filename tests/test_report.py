@@ -372,3 +372,39 @@ def test_failing_page_leaves_the_last_good_book(built):
     assert "stale" in output
     assert snapshot(root / "_build" / "html") == html
     assert snapshot(root / "book" / "generated") == generated
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    """A notebook of a markdown title, a ``parameters`` cell and code cells ``sources``."""
+    code = {"cell_type": "code", "execution_count": None, "outputs": []}
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Title\n"]},
+        code | {"metadata": {"tags": ["parameters"]}, "source": ["x = 0\n"]},
+        *(code | {"metadata": {}, "source": [s]} for s in sources),
+    ]
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    path.write_text(json.dumps({"cells": cells, "metadata": kernel, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+@pytest.mark.slow
+def test_pages_execute_side_by_side_and_a_failure_names_its_page(tmp_path):
+    """Two kernels at once give each page its own parameters; a failing page among them raises
+    PageFailed naming its notebook and error, whichever finishes first."""
+    ok = _notebook(tmp_path / "ok.ipynb", "print('x is', x)")
+    bad = _notebook(tmp_path / "bad.ipynb", "raise RuntimeError('broken on purpose')")
+    (tmp_path / "out").mkdir()
+    stale = [
+        (pages.Page("ok", "a", {"x": 1}), ok, tmp_path / "out" / "ok-a.ipynb"),
+        (pages.Page("ok", "b", {"x": 2}), ok, tmp_path / "out" / "ok-b.ipynb"),
+    ]
+    done = book._execute_all(stale, {}, tmp_path, tmp_path, workers=2, progress=False)
+    assert done == ["ok-a", "ok-b"]
+    for key, x in (("a", 1), ("b", 2)):
+        text = (tmp_path / "out" / f"ok-{key}.ipynb").read_text()
+        assert f"x is {x}" in text and f"# Title ({key})" in text
+    broken = [stale[0], (pages.Page("bad", "all"), bad, tmp_path / "out" / "bad.ipynb")]
+    with pytest.raises(
+        book.PageFailed, match=r"page bad failed: notebooks/bad\.ipynb, cell .*broken on purpose"
+    ):
+        book._execute_all(broken, {}, tmp_path, tmp_path, workers=2, progress=False)

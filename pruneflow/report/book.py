@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +79,18 @@ def page_key(page: Page, notebook: Path, shared: dict[str, Any], code: str, rows
 
 
 def prepare(
-    profile: str = "quick", results: str | Path = "results", root: Path = ROOT, progress: bool = True
+    profile: str = "quick",
+    results: str | Path = "results",
+    root: Path = ROOT,
+    progress: bool = True,
+    workers: int | None = None,
 ) -> list[Page]:
     """Run ``profile``'s grid into ``results`` once, then execute every page whose key changed into
     a temporary folder that replaces ``root/book/generated`` when all pages succeeded.
 
+    Stale pages execute ``workers`` at a time (default: one per core).
     Raises :class:`PageFailed` (the last good pages are left as they were) if a page fails."""
-    import papermill
-
+    workers = workers or os.cpu_count() or 1
     loaded = load_profile(profile)
     profile_arg = str(Path(profile).resolve()) if Path(profile).suffix in (".yaml", ".yml") else profile
     results = Path(results).resolve()
@@ -99,24 +105,21 @@ def prepare(
     old = _read_cache(generated)
     work = Path(tempfile.mkdtemp(prefix=".generated-", dir=root / "book"))
     (work / "data").mkdir()
-    keys, executed = {}, []
+    keys, stale = {}, []
     try:
+        (work / "pages").mkdir()
         for page in pages:
             source = root / "notebooks" / f"{page.notebook}.ipynb"
             keys[page.name] = key = page_key(page, source, shared, code, rows)
             output = work / "pages" / f"{page.name}.ipynb"
-            output.parent.mkdir(exist_ok=True)
             if old.get(page.name) == key and (generated / output.name).is_file():
                 shutil.copy2(generated / output.name, output)  # unchanged mtime: Sphinx skips it too
                 for csv in data.glob(f"{page.name}-*.csv"):
                     shutil.copy2(csv, work / "data" / csv.name)
-                continue
-            if progress:
-                print(f"executing {page.name}", flush=True)
-            _execute(papermill, page, source, output, shared, root, work / "data")
-            executed.append(page.name)
+            else:
+                stale.append((page, source, output))
+        executed = _execute_all(stale, shared, root, work / "data", workers, progress)
         if executed or keys != old:  # else the book is up to date: leave every file as it is
-            (work / "pages").mkdir(exist_ok=True)
             (work / "pages" / CACHE).write_text(json.dumps(keys, indent=1) + "\n")
             (work / "pages" / TOC).write_text(yaml.safe_dump(toc(pages), sort_keys=False))
             _swap(work / "pages", generated)
@@ -128,7 +131,41 @@ def prepare(
     return pages
 
 
-def _execute(papermill, page: Page, source: Path, output: Path, shared: dict, root: Path, data: Path) -> None:
+def _execute_all(
+    stale: list[tuple[Page, Path, Path]], shared: dict, root: Path, data: Path, workers: int, progress: bool
+) -> list[str]:
+    """Execute the ``stale`` (page, notebook, output) triples, ``workers`` kernels at a time (each
+    page is one process; pages read and compute independently); returns their names. The first
+    page that fails cancels those not started and raises its :class:`PageFailed`."""
+    if workers <= 1 or len(stale) <= 1:
+        for page, source, output in stale:
+            _announce(page, progress)
+            _execute(page, source, output, shared, root, data)
+        return [page.name for page, _, _ in stale]
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads forked
+    with ProcessPoolExecutor(min(workers, len(stale)), mp_context=spawn) as pool:
+        futures = []
+        for page, source, output in stale:
+            _announce(page, progress)
+            futures.append(pool.submit(_execute, page, source, output, shared, root, data))
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return [page.name for page, _, _ in stale]
+
+
+def _announce(page: Page, progress: bool) -> None:
+    if progress:
+        print(f"executing {page.name}", flush=True)
+
+
+def _execute(page: Page, source: Path, output: Path, shared: dict, root: Path, data: Path) -> None:
+    import papermill
+
     context = {"page": page.name, "data": str(data)}  # where the page's tables save their CSVs
     try:
         papermill.execute_notebook(
