@@ -83,7 +83,7 @@ declare(
         "conclusions",
         "Answers",
         ("strategy", "model_size"),
-        optional=("difficulty", "authors"),
+        optional=("difficulty", "authors", "retraining"),
         reference="the dense model; the claims with a reference are also tested against the t = 1 control",
     )
 )

@@ -167,16 +167,28 @@ def pruned_minus_control(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims_table(runs: pd.DataFrame, keys: Sequence[str] = ("low", "high"), **options) -> pd.DataFrame:
+def claims_table(
+    runs: pd.DataFrame, keys: Sequence[str] = ("low", "high"), per_dataset: bool = False, **options
+) -> pd.DataFrame:
     """The claims ``keys`` (:func:`.claims.evaluate`, Holm-adjusted together within each table) per
-    fine-tuning and reference, on the pruned runs (the controls are no claim's cells); ``options``
-    go to :func:`.claims.evaluate`."""
+    fine-tuning and reference (and per dataset if ``per_dataset``), on the pruned runs (the controls
+    are no claim's cells); ``options`` go to :func:`.claims.evaluate`."""
     pruned = runs[runs.strategy != CONTROL]
+    by = ["fine_tuning", "reference", *(["dataset"] if per_dataset else [])]
     parts = [
-        claims.evaluate(group, claims=list(keys), **options).assign(fine_tuning=tuning, reference=reference)
-        for (tuning, reference), group in pruned.groupby(["fine_tuning", "reference"], sort=True)
+        claims.evaluate(group, claims=list(keys), **options).assign(**dict(zip(by, key, strict=True)))
+        for key, group in pruned.groupby(by, sort=True)
     ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def headline(page: PageContext) -> pd.DataFrame | None:
+    """The claim ``low`` under the paper's fine-tuning against each reference (:func:`claims_table`),
+    for the findings; None when the profile lacks the ``retraining`` grid."""
+    if "retraining" not in page.profile.grids:
+        return None
+    runs = per_run(page.evidence("retraining").with_control, LONG)
+    return claims_table(runs, ["low"])
 
 
 def _verdict(table: pd.DataFrame, claim: str, tuning: str, reference: str) -> pd.Series | None:
@@ -211,13 +223,32 @@ def verdicts(table: pd.DataFrame, claim: str) -> str:
     return f"*{rows.statement.iloc[0][0].upper()}{rows.statement.iloc[0][1:]}*: " + "; ".join(parts) + "."
 
 
-def meaning(table: pd.DataFrame, change: pd.DataFrame) -> str:
+def meaning(table: pd.DataFrame, change: pd.DataFrame, per_dataset: pd.DataFrame | None = None) -> str:
     """What the ``low`` verdicts under the paper's fine-tuning (``table``: :func:`claims_table`) and the
     control's own alpha_hat (``change``: :func:`control_change`) mean for the paper's claim that pruning
-    de-intensifies at low ratios."""
+    de-intensifies at low ratios; with ``per_dataset`` (:func:`claims_table` per dataset), datasets whose
+    verdict against the control differs from the pooled one are named."""
     dense, control = (_verdict(table, "low", LONG, r) for r in REFERENCES)
     if dense is None or control is None:
         return "This profile has no run of the paper's fine-tuning with a control to judge the claim by."
+    return _meaning(dense, control, change) + _heterogeneity(control, per_dataset)
+
+
+def _heterogeneity(pooled: pd.Series, per_dataset: pd.DataFrame | None) -> str:
+    if per_dataset is None or per_dataset.empty:
+        return ""
+    rows = per_dataset[
+        (per_dataset.claim == "low")
+        & (per_dataset.fine_tuning == LONG)
+        & (per_dataset.reference == "control")
+    ]
+    if (rows.verdict == pooled.verdict).all():
+        return ""
+    each = "; ".join(f"{r.dataset} {verdict_text(pd.Series(r._asdict()))}" for r in rows.itertuples())
+    return f" Against the control the datasets disagree, so the pooled verdict hides them: {each}."
+
+
+def _meaning(dense: pd.Series, control: pd.Series, change: pd.DataFrame) -> str:
     long = change[change.fine_tuning == LONG]
     own = "; ".join(
         f"{r.dataset} {r.alpha_hat:.3f} ({tables.LEVEL:.0%} CI {r.ci_low:.3f} to {r.ci_high:.3f})"
