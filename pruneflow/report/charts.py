@@ -400,9 +400,10 @@ def paper_panels(fig5: pd.DataFrame, ours: pd.DataFrame, source: str = "paper (C
 
 def training_curves(history: pd.DataFrame, seeds: int = 3, title: str = "") -> alt.FacetChart:
     """Mean training and validation loss per epoch of the first ``seeds`` dense models of each dataset
-    (``history``: :attr:`pruneflow.experiment.results.Collected.history`), one panel per dataset, one
-    line per (seed, curve), the epoch of lowest validation loss of each model marked."""
-    shown = history[history.seed.isin(sorted(history.seed.unique())[:seeds])]
+    (its widest model; ``history``: :attr:`pruneflow.experiment.results.Collected.history`), one panel
+    per dataset, one line per (seed, curve), the epoch of lowest validation loss of each model marked."""
+    widest = history.width == history.groupby("dataset").width.transform("max")
+    shown = history[widest & history.seed.isin(sorted(history.seed.unique())[:seeds])]
     best = shown.dropna(subset=["validation_loss"]).groupby("dense_id").validation_loss.idxmin()
     shown = shown.assign(kept=shown.index.isin(best))
     long = shown.melt(
@@ -419,7 +420,7 @@ def training_curves(history: pd.DataFrame, seeds: int = 3, title: str = "") -> a
     color = alt.Color("seed:N", title="seed")
     x, y = (
         alt.X("epoch:Q", title="epoch"),
-        alt.Y("loss:Q", title="mean cross-entropy", scale=alt.Scale(type="log")),
+        alt.Y("loss:Q", title="mean cross-entropy", scale=alt.Scale(zero=False)),
     )
     lines = (
         alt.Chart()
@@ -441,7 +442,7 @@ def training_curves(history: pd.DataFrame, seeds: int = 3, title: str = "") -> a
     )
     return (
         alt.layer(lines, kept, data=long)
-        .properties(width=(COLUMN - 120) // 2, height=160)
+        .properties(width=(COLUMN - 220) // 2, height=160)
         .facet(facet=alt.Facet("dataset:N", title=None), columns=2, title=title)
         .resolve_scale(y="independent")
     )
@@ -452,8 +453,15 @@ def retraining_lines(summary: pd.DataFrame, title: str = "") -> alt.FacetChart:
     one panel per (reference, fine-tuning), one row of panels per dataset; the dashed line is 1."""
     data = summary.assign(label=summary.reference.map(lambda r: f"against {r}") + ", " + summary.fine_tuning)
     color = alt.Color("strategy:N", scale=color_scale("strategy", display_order(data.strategy)))
+    ticks = sorted(data.compression.unique())
     base = alt.Chart().encode(
-        x=alt.X("compression:Q", title="compression ratio t", scale=alt.Scale(type="log")), color=color
+        x=alt.X(
+            "compression:Q",
+            title="compression ratio t",
+            scale=alt.Scale(type="log"),
+            axis=alt.Axis(values=ticks),
+        ),
+        color=color,
     )
     points = base.mark_line(point=True).encode(
         y=alt.Y("alpha_hat:Q", title="mean alpha_hat", scale=alt.Scale(zero=False)),
