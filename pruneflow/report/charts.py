@@ -471,6 +471,6 @@ def retraining_lines(summary: pd.DataFrame, title: str = "") -> alt.FacetChart:
     one = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(1.0))
     return (
         alt.layer(bars, points, one, data=data)
-        .properties(width=(COLUMN - 160) // 4, height=160)
+        .properties(width=(COLUMN - 260) // 4, height=160)
         .facet(column=alt.Column("label:N", title=None), row=alt.Row("dataset:N", title=None), title=title)
     )
