@@ -29,7 +29,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from .data import Dataset, augment
 from .devices import generator
 from .masks import Mask, prunable_weights
-from .train import Diverged, Schedule, lr_factor, validation_split
+from .train import Diverged, History, Schedule, lr_factor, validation_split
 
 
 def fit_many(
@@ -39,9 +39,10 @@ def fit_many(
     *,
     seeds: list[int],
     masks: list[Mask | None] | None = None,
-) -> list[list[float]]:
+) -> list[History]:
     """Train ``models`` in place together, model i as ``fit(models[i], data, schedule,
-    seed=seeds[i], mask=masks[i])`` would; returns each model's mean training loss per epoch.
+    seed=seeds[i], mask=masks[i])`` would; returns each model's :class:`~pruneflow.train.History`
+    (mean training and validation loss per epoch).
 
     The models must share one architecture, device and dtype; ``data`` must be on their device.
     Raises ``ValueError`` otherwise, and ``Diverged`` when a model's epoch loss is not finite (every
@@ -69,7 +70,7 @@ def fit_many(
     evaluating = copy.deepcopy(base).eval()  # the architecture in eval mode, for the validation loss
     factor = lr_factor(schedule, math.ceil(n / schedule.batch_size))
     momenta: dict[str, Tensor] = {}
-    losses: list[list[float]] = [[] for _ in models]
+    losses = [History() for _ in models]
     step = 0
     for epoch in range(schedule.epochs):
         order = train_idx[torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)]
@@ -93,7 +94,11 @@ def fit_many(
             _write_back(models, params, stats)
             raise Diverged(f"training loss of model(s) {bad} at epoch {epoch + 1}/{schedule.epochs}")
         if len(val_idx):
-            best = _keep_best(best, evaluating, params, stats, data.x_train[val_idx], data.y_train[val_idx])
+            best, now = _keep_best(
+                best, evaluating, params, stats, data.x_train[val_idx], data.y_train[val_idx]
+            )
+            for history, value in zip(losses, now.tolist(), strict=True):
+                history.validation.append(value)
     _write_back(models, *((params, stats) if best is None else best[1:]))
     return losses
 
@@ -107,10 +112,11 @@ def _keep_best(
     x: Tensor,
     y: Tensor,
     batch_size: int = 4096,
-) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-    """(validation loss, parameters, buffers) per model: the current ones where model i's mean
-    cross-entropy on (x, y) under ``evaluating`` (the architecture in eval mode, as
-    :func:`pruneflow.train.validation_loss`) is lower than its best so far, the best ones elsewhere."""
+) -> tuple[tuple[Tensor, dict[str, Tensor], dict[str, Tensor]], Tensor]:
+    """((validation loss, parameters, buffers) per model, the current validation loss per model):
+    the current ones where model i's mean cross-entropy on (x, y) under ``evaluating`` (the
+    architecture in eval mode, as :func:`pruneflow.train.validation_loss`) is lower than its best so
+    far, the best ones elsewhere."""
 
     def summed(p: dict[str, Tensor], b: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(evaluating, (p, b), (xb,)), yb, reduction="sum")
@@ -119,13 +125,17 @@ def _keep_best(
     chunks = zip(x.split(batch_size), y.split(batch_size), strict=True)
     loss = sum(total(params, stats, xb, yb) for xb, yb in chunks) / len(y)
     if best is None:
-        return loss, {k: v.clone() for k, v in params.items()}, {k: v.clone() for k, v in stats.items()}
+        return (
+            loss,
+            {k: v.clone() for k, v in params.items()},
+            {k: v.clone() for k, v in stats.items()},
+        ), loss
     better = loss < best[0]
 
     def pick(now: dict[str, Tensor], then: dict[str, Tensor]) -> dict[str, Tensor]:
         return {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), v, then[k]) for k, v in now.items()}
 
-    return torch.where(better, loss, best[0]), pick(params, best[1]), pick(stats, best[2])
+    return (torch.where(better, loss, best[0]), pick(params, best[1]), pick(stats, best[2])), loss
 
 
 def _check(

@@ -37,6 +37,20 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class History(list[float]):
+    """The mean training loss of each epoch (a list), with ``validation``: the mean validation loss
+    of each epoch (empty without a validation split); ``best_epoch`` (1-based) is the epoch whose
+    weights a validation split keeps, argmin of ``validation`` (the last epoch without one)."""
+
+    def __init__(self, train: list[float] = (), validation: list[float] = ()) -> None:
+        super().__init__(train)
+        self.validation: list[float] = list(validation)
+
+    @property
+    def best_epoch(self) -> int:
+        return int(np.argmin(self.validation)) + 1 if self.validation else len(self)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Hyperparameters of one SGD run (dense training or fine-tuning)."""
@@ -72,9 +86,10 @@ class Schedule:
 
 def fit(
     model: nn.Module, data: Dataset, schedule: Schedule, *, seed: int, mask: Mask | None = None
-) -> list[float]:
-    """Train ``model`` in place on ``data`` (already on the model's device); returns the mean
-    training loss of each epoch. Same model, data, schedule and seed give the same weights."""
+) -> History:
+    """Train ``model`` in place on ``data`` (already on the model's device); returns its
+    :class:`History` (training and validation loss per epoch). Same model, data, schedule and seed
+    give the same weights."""
     if mask is not None:
         mask.check(model)
         # 0/1 in the weights' dtype: multiplying by it each step is cheaper than by the bool mask
@@ -89,7 +104,7 @@ def fit(
     steps_per_epoch = math.ceil(n / schedule.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(schedule, steps_per_epoch))
     model.train()
-    losses: list[float] = []
+    losses = History()
     best = (math.inf, None)
     for epoch in range(schedule.epochs):
         order = train_idx[torch.randperm(n, generator=gen).to(data.x_train.device)]
@@ -117,6 +132,7 @@ def fit(
             raise Diverged(f"training loss is {losses[-1]} at epoch {epoch + 1}/{schedule.epochs}")
         if len(val_idx):
             val = validation_loss(model, data.x_train[val_idx], data.y_train[val_idx])
+            losses.validation.append(val)
             if val < best[0]:
                 best = (val, {k: v.detach().clone() for k, v in model.state_dict().items()})
     if best[1] is not None:

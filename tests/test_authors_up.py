@@ -81,7 +81,7 @@ def trained(tmp_path_factory):
     dataset = data.load("digits")
     dense = DenseConfig("digits", "lenet300-100", 0, Schedule(3, 0.05), 0.25)
     context = RunContext(Store(tmp_path_factory.mktemp("store")), torch.device("cpu"))
-    model, _ = train_dense(dense, dataset, context)
+    model, _, _ = train_dense(dense, dataset, context)
     return model, gradient_batches(dataset, 1, 128, seed=0)
 
 

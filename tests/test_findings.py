@@ -82,3 +82,30 @@ def test_a_profile_without_a_claim_has_no_finding_for_it():
     assert "harder" not in found and "authors' UP" not in found["up"].sentence
     text = findings.markdown(list(found.values()), lambda page: f"generated/{page}.html")
     assert text.count("\n") == len(found) - 1 and "(generated/q4_undecayed.html)" in text
+
+
+def test_retraining_finding_follows_both_references():
+    """Issue 19: with the paper's fine-tuning, the claim low against the dense model and against the
+    control; the finding's numbers are the table's, its verdict (and agreement) the control's."""
+    retraining = pd.concat(
+        [
+            table({"low": "supported"}, 5).assign(reference="dense"),
+            table({"low": "equivalent"}, 6).assign(reference="control"),
+        ],
+        ignore_index=True,
+    )
+    given = findings.Answers(
+        *(getattr(answers(), t) for t in ("claims", "excess", "authors")), retraining=retraining
+    )
+    found = {f.key: f for f in findings.findings(given)}
+    assert [f.key for f in findings.findings(given)][3] == "retraining"
+    finding = found["retraining"]
+    assert finding.page == "retraining" and finding.verdict == "equivalent" and finding.agrees is False
+    for row in retraining.itertuples():
+        assert (
+            f"{row.estimate:+.3f} ({LEVEL:.0%} CI {row.ci_low:+.3f} to {row.ci_high:+.3f})"
+            in finding.sentence
+        )
+    assert "narrows the gaps against the dense model" in finding.sentence
+    assert "but leaves the gaps as they were against the unpruned control" in finding.sentence
+    assert "retraining" not in {f.key for f in findings.findings(answers())}  # no grid, no finding

@@ -97,6 +97,18 @@ CASES = {  # id: (YAML text, or a spec to dump; regexes the message must match)
     ),
     "negative seeds": (edited(("seeds",), -1), ["seeds must be a positive number"]),
     "bad learning rate": (edited(("train", "lr"), -1), [r"grids.g: need epochs >= 0.*lr > 0"]),
+    "typo in a grid's fine-tuning key": (
+        edited(("grids", "g", "finetune"), {"epoch": 2}),
+        ["grids.g.finetune: unknown key 'epoch'", "valid keys: epochs, lr, lr_steps"],
+    ),
+    "grid fine-tuning epochs not an integer": (
+        edited(("grids", "g", "finetune"), {"epochs": "ten"}),
+        ["grids.g.finetune.epochs: expected an integer", "'ten'"],
+    ),
+    "grid fine-tuning steps not summing to its epochs": (
+        edited(("grids", "g", "finetune"), {"epochs": 25, "lr_steps": [[10, 1], [5, 0.1]]}),
+        ["grids.g: lr_steps must be .* summing to epochs", "epochs=25"],
+    ),
     "fine-tuning steps not summing to its epochs": (
         edited(("finetune", "lr_steps"), [[2, 1]]),
         ["grids.g: lr_steps must be .* summing to epochs", "epochs=1"],

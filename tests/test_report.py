@@ -99,6 +99,7 @@ def test_pages_named_and_ordered_by_difficulty():
         "q2_task_complexity",
         "q3_model_size",
         "q4_undecayed",
+        "retraining",
         "conclusions",
         "appendix",
         "paper_analyses",

@@ -299,8 +299,9 @@ def _stop_pool(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
     """Cancel the queued groups, give the running ones :data:`GRACE_SECONDS` to finish the run at
     hand (a second Ctrl-C cuts it short), then end the workers: every file is written by a rename,
     so a worker ended mid-write leaves a temporary file, never a partial result."""
-    for future in futures:
-        future.cancel()
+    # cancels the queued groups and wakes the pool's manager thread to drop them now: a cancelled one
+    # it still held when the workers end would make it raise InvalidStateError (Python < 3.12)
+    pool.shutdown(wait=False, cancel_futures=True)
     with contextlib.suppress(KeyboardInterrupt):
         wait(futures, timeout=GRACE_SECONDS)
     _ignore_sigint()

@@ -27,6 +27,11 @@ and models they register can be named::
       authors:                    # a matched run: STRATEGY@MATCH (see below)
         datasets: [digits]
         strategies: [UP-authors, MP@UP-authors, UP@UP-authors]
+      retraining:                 # a grid's own fine-tuning, over the profile's and the dataset's
+        datasets: [digits]
+        strategies: [MP]
+        control: true
+        finetune: {epochs: 25, lr: 0.1, lr_steps: [[10, 1], [5, 0.1], [5, 0.01], [5, 0.001]]}
 
 A strategy ``S@M`` (e.g. ``MP@UP-authors``) is a matched run: ``S`` ranks its scores as always but
 keeps exactly as many weights as the mask-drawing strategy ``M`` (``RP-bernoulli``, ``UP-authors``)
@@ -113,6 +118,7 @@ GRID = {
     "bases": ["basis"],
     "seeds": "int",
     "control": "bool",  # one unpruned, fine-tuned t = 1 run per dense model
+    "finetune": FINETUNE,  # this grid's fine-tuning, over the profile's and the dataset's
 }
 SCHEMA: dict[str, Schema] = {
     "name": "str",
@@ -285,7 +291,11 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
     for dataset in grid.get("datasets", list(datasets)):
         check_choice("dataset", dataset, DATASETS.names())
         per_dataset = datasets.get(dataset) or {}
-        finetune = {**(spec.get("finetune") or {}), **(per_dataset.get("finetune") or {})}
+        finetune = {
+            **(spec.get("finetune") or {}),
+            **(per_dataset.get("finetune") or {}),
+            **(grid.get("finetune") or {}),
+        }
         train = {**(spec.get("train") or {}), **(per_dataset.get("train") or {})}
         if missing := [key for key in ("epochs", "lr") if key not in train]:
             raise ValueError(

@@ -2,13 +2,16 @@
 
 Layout under the results folder (default ``results/``)::
 
-    dense/<id>.parquet   rows of a dense model (stage ``dense``)
+    dense/<id>.parquet   rows of a dense model (stage ``dense``), its training history in the metadata
     dense/<id>.pt        its trained weights (``torch.load(..., weights_only=True)``)
     runs/<id>.parquet    rows of a pruned model (stages ``pruned`` and ``finetuned``)
 
 Each row is one (run, stage, class); each Parquet file carries its full config in its schema
 metadata, so every number traces back to the config, seed and code version that made it, and the
 fingerprint of the code that made it (:mod:`.fingerprint`), which :func:`load` adds to each row.
+A dense model's file also carries its training history (training and validation loss per epoch,
+:class:`pruneflow.train.History`), written with its rows in one rename; :func:`collect` returns it
+as :attr:`Collected.history`.
 A file is written to a temporary name and renamed: a killed run leaves no partial result, and a
 file that cannot be read back is treated as missing and recomputed. Files get the process umask's
 permissions (``0o666 & ~umask``, typically 0644), so workers of other users can read a shared folder.
@@ -36,11 +39,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ..train import History
 from .config import DenseConfig, PruneConfig, from_dict, to_dict
 
 DEFAULT_ROOT = Path("results")
 CONFIG_KEY = b"pruneflow.config"
 CODE_KEY = b"pruneflow.code"
+HISTORY_KEY = b"pruneflow.history"  # a dense model's {"train": [...], "validation": [...]} as JSON
+HISTORY_COLUMNS = ["dense_id", "dataset", "model", "width", "seed", "epoch", "train_loss", "validation_loss"]
 LOCK = ".lock"  # the advisory lock of a folder being computed into (:meth:`Store.lock`)
 STALE_SECONDS = 10.0  # an unreadable lock file older than this is a crashed writer's
 SCHEMA = pa.schema(
@@ -162,9 +168,16 @@ class Store:
         table = _read(self.path(config), errors=False)
         return None if table is None else table.replace_schema_metadata(None)
 
-    def write(self, config: DenseConfig | PruneConfig, rows: list[dict[str, Any]]) -> None:
+    def write(
+        self, config: DenseConfig | PruneConfig, rows: list[dict[str, Any]], history: History | None = None
+    ) -> None:
+        """Write the rows of ``config`` (and a dense model's training ``history``) in one file."""
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         metadata = {CONFIG_KEY: json.dumps(to_dict(config)).encode(), CODE_KEY: config.code.encode()}
+        if history is not None:
+            metadata[HISTORY_KEY] = json.dumps(
+                {"train": list(history), "validation": history.validation}
+            ).encode()
         table = table.replace_schema_metadata(metadata)
         _atomic(self.path(config), lambda tmp: pq.write_table(table, tmp))
 
@@ -265,6 +278,7 @@ class Collected:
 
     frame: pd.DataFrame  # rows of the runs and of their dense models (each once), as load gives them
     missing: list[PruneConfig]  # runs whose rows, or whose dense model's rows, are not readable
+    history: pd.DataFrame  # per dense model and epoch: HISTORY_COLUMNS (:func:`history`)
 
 
 def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
@@ -281,7 +295,27 @@ def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
             missing.append(run)
         else:
             tables.append(table)
-    return Collected(_frame([*(t for t in dense.values() if t is not None), *tables]), missing)
+    stored = [t for t in dense.values() if t is not None]
+    return Collected(_frame([*stored, *tables]), missing, history(stored))
+
+
+def history(tables: Iterable[pa.Table]) -> pd.DataFrame:
+    """Per dense model (of the result tables ``tables``, as read with their metadata) and epoch
+    (1-based): its mean training and validation loss (NaN without a validation split), with
+    :data:`HISTORY_COLUMNS`; models stored without a history have no rows."""
+    rows = []
+    for table in tables:
+        stored = (table.schema.metadata or {}).get(HISTORY_KEY)
+        if stored is None:
+            continue
+        losses, first = json.loads(stored), table.slice(0, 1).to_pylist()[0]
+        validation = losses["validation"] or [float("nan")] * len(losses["train"])
+        keys = {k: first[k] for k in ("dense_id", "dataset", "model", "width", "seed")}
+        rows += [
+            {**keys, "epoch": e, "train_loss": t, "validation_loss": v}
+            for e, (t, v) in enumerate(zip(losses["train"], validation, strict=True), start=1)
+        ]
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
 def _frame(tables: Iterable[pa.Table]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from ..masks import Mask, parameter_counts
 from ..metrics import accuracy_from_confusion, recall_from_confusion
 from ..pruning import Unreachable, compute_mask, prune, score
 from ..strategies import STRATEGIES, Batches
-from ..train import Diverged, evaluate, fit, gradient_batches
+from ..train import Diverged, History, evaluate, fit, gradient_batches
 from .config import CONTROL, DenseConfig, PruneConfig
 from .provenance import code_version, device_name
 from .results import SCHEMA, Store
@@ -166,10 +166,10 @@ def prepare_dense(
         return table, None, dataset
     if table is not None and (model := _restore(dense, dataset, store)) is not None:
         return table, model.to(ctx.device), dataset
-    model, rows = train_dense(dense, dataset, ctx)
+    model, rows, history = train_dense(dense, dataset, ctx)
     if model is not None:
         store.save_weights(dense, model.state_dict())
-    store.write(dense, rows)
+    store.write(dense, rows, history)
     return pa.Table.from_pylist(rows, schema=SCHEMA), model, dataset
 
 
@@ -250,8 +250,9 @@ def _failure(common: dict[str, Any], error: BaseException) -> list[dict[str, Any
 
 def train_dense(
     dense: DenseConfig, dataset: data.Dataset, ctx: RunContext
-) -> tuple[torch.nn.Module | None, list[dict[str, Any]]]:
-    """The trained dense model (None if it failed) and its rows; nothing is stored."""
+) -> tuple[torch.nn.Module | None, list[dict[str, Any]], History | None]:
+    """The trained dense model (None if it failed), its rows and its training history (None if it
+    failed); nothing is stored."""
     start, clock = time.perf_counter(), ctx.clock
     model = build_model(dense, dataset).to(ctx.device)
     common = {
@@ -263,12 +264,12 @@ def train_dense(
     }
     try:
         with clock("dense"):
-            fit(model, dataset, dense.train, seed=stream_seed(Stream.ORDER, dense.seed))
+            history = fit(model, dataset, dense.train, seed=stream_seed(Stream.ORDER, dense.seed))
         with clock("evaluate"):
             confusion = evaluate(model, dataset.x_test, dataset.y_test, dataset.num_classes)
     except Exception as error:  # a failure is data: recorded, and the grid goes on
-        return None, _with_time(_failure(common, error), start)
-    return model, _with_time(_class_rows(common, "dense", confusion), start)
+        return None, _with_time(_failure(common, error), start), None
+    return model, _with_time(_class_rows(common, "dense", confusion), start), history
 
 
 def _dense_failed(run: PruneConfig, dense_table: pa.Table) -> list[dict[str, Any]]:

@@ -396,3 +396,81 @@ def paper_panels(fig5: pd.DataFrame, ours: pd.DataFrame, source: str = "paper (C
         .properties(width=(COLUMN - 200) // 2, height=170)
         .facet(facet=alt.Facet("strategy:N", sort=order, title=None), columns=2)
     )
+
+
+def training_curves(history: pd.DataFrame, seeds: int = 3, title: str = "") -> alt.FacetChart:
+    """Mean training and validation loss per epoch of the first ``seeds`` dense models of each dataset
+    (its widest model; ``history``: :attr:`pruneflow.experiment.results.Collected.history`), one panel
+    per dataset, one line per (seed, curve), the epoch of lowest validation loss of each model marked."""
+    widest = history.width == history.groupby("dataset").width.transform("max")
+    shown = history[widest & history.seed.isin(sorted(history.seed.unique())[:seeds])]
+    best = shown.dropna(subset=["validation_loss"]).groupby("dense_id").validation_loss.idxmin()
+    shown = shown.assign(kept=shown.index.isin(best))
+    long = shown.melt(
+        id_vars=["dataset", "seed", "epoch", "kept"],
+        value_vars=["train_loss", "validation_loss"],
+        var_name="curve",
+        value_name="loss",
+    ).dropna(subset=["loss"])
+    long = long.assign(
+        curve=long.curve.str.removesuffix("_loss"),
+        seed=long.seed.astype(str),
+        kept=long.kept & (long.curve == "validation_loss"),
+    )
+    color = alt.Color("seed:N", title="seed")
+    x, y = (
+        alt.X("epoch:Q", title="epoch"),
+        alt.Y("loss:Q", title="mean cross-entropy", scale=alt.Scale(zero=False)),
+    )
+    lines = (
+        alt.Chart()
+        .mark_line()
+        .encode(
+            x=x,
+            y=y,
+            color=color,
+            strokeDash=alt.StrokeDash("curve:N", title="loss", sort=["train", "validation"]),
+            detail="seed:N",
+            tooltip=["dataset:N", "seed:N", "curve:N", "epoch:Q", alt.Tooltip("loss:Q", format=".4f")],
+        )
+    )
+    kept = (
+        alt.Chart()
+        .transform_filter(alt.datum.kept)
+        .mark_point(filled=True, size=50, shape="diamond")
+        .encode(x=x, y=y, color=color, tooltip=["dataset:N", "seed:N", "epoch:Q"])
+    )
+    return (
+        alt.layer(lines, kept, data=long)
+        .properties(width=(COLUMN - 220) // 2, height=160)
+        .facet(facet=alt.Facet("dataset:N", title=None), columns=2, title=title)
+        .resolve_scale(y="independent")
+    )
+
+
+def retraining_lines(summary: pd.DataFrame, title: str = "") -> alt.FacetChart:
+    """Mean alpha_hat per t (log scale) with its 99% CI per strategy (:func:`.retraining.summary`),
+    one panel per (reference, fine-tuning), one row of panels per dataset; the dashed line is 1."""
+    data = summary.assign(label=summary.reference.map(lambda r: f"against {r}") + ", " + summary.fine_tuning)
+    color = alt.Color("strategy:N", scale=color_scale("strategy", display_order(data.strategy)))
+    ticks = sorted(data.compression.unique())
+    base = alt.Chart().encode(
+        x=alt.X(
+            "compression:Q",
+            title="compression ratio t",
+            scale=alt.Scale(type="log"),
+            axis=alt.Axis(values=ticks),
+        ),
+        color=color,
+    )
+    points = base.mark_line(point=True).encode(
+        y=alt.Y("alpha_hat:Q", title="mean alpha_hat", scale=alt.Scale(zero=False)),
+        tooltip=["strategy:N", "compression:Q", alt.Tooltip("alpha_hat:Q", format=".3f"), "mark:N"],
+    )
+    bars = base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
+    one = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(1.0))
+    return (
+        alt.layer(bars, points, one, data=data)
+        .properties(width=(COLUMN - 260) // 4, height=160)
+        .facet(column=alt.Column("label:N", title=None), row=alt.Row("dataset:N", title=None), title=title)
+    )

@@ -74,6 +74,7 @@ class Store:
 
     profile: Profile
     frame: pd.DataFrame
+    history: pd.DataFrame  # per dense model and epoch: training and validation loss (results.collect)
 
     def evidence(
         self, grids: Sequence[str], only: Mapping[str, object] | None = None, stage: str = "finetuned"
@@ -97,4 +98,4 @@ def read(profile: Profile, root: str | Path, grids: Sequence[str], source: str |
             f"grid(s) {', '.join(grids)} of profile {profile.name!r} this page reads; compute them "
             f"first: python -m pruneflow run --profile {source or profile.name} --results {root}"
         )
-    return Store(profile, found.frame)
+    return Store(profile, found.frame, found.history)

@@ -26,14 +26,19 @@ class Answers:
     authors: pd.DataFrame  # up_alpha and up_accuracy with UP-authors as UP, column compared_at
     high: float = 20
     low: float = 4
+    retraining: pd.DataFrame | None = None  # low under the paper's fine-tuning, column reference
 
-    def row(self, table: str, claim: str, compared_at: str | None = None) -> pd.Series | None:
+    def row(
+        self, table: str, claim: str, compared_at: str | None = None, reference: str | None = None
+    ) -> pd.Series | None:
         frame = getattr(self, table)
         if frame is None or frame.empty:
             return None
         hit = frame[frame.claim == claim]
         if compared_at is not None:
             hit = hit[hit.compared_at == compared_at]
+        if reference is not None:
+            hit = hit[hit.reference == reference]
         return hit.iloc[0] if len(hit) else None
 
 
@@ -111,12 +116,13 @@ _excess = _single(
     "error-odds baseline (every class's error rate grown by the same factor), minus 1, is {ci}, "
     "**{verdict}**.",
 )
+LOW_GAPS = (GAPS[1], GAPS[0], *GAPS[2:])  # the words of the claim low: it claims narrowing
 _low = _single(
     "low",
     "claims",
     "low",
     "conclusions",
-    (GAPS[1], GAPS[0], *GAPS[2:]),
+    LOW_GAPS,
     "At low compression (t <= {low}) pruning {does} (the paper reports de-intensification): mean "
     "alpha_hat - 1 is {ci}, **{verdict}**.",
 )
@@ -129,6 +135,20 @@ _harder = _single(
     "Harder tasks {does}: alpha_hat of the hardest minus the easiest usable task at t >= {high} is {ci}, "
     "**{verdict}**.",
 )
+
+
+def _retraining(a: Answers) -> Finding | None:
+    dense, control = (a.row("retraining", "low", reference=r) for r in ("dense", "control"))
+    if dense is None or control is None:
+        return None
+    text = (
+        f"With the paper's fine-tuning on converged dense models, pruning at t <= {a.low:g} "
+        f"{_says(dense, *LOW_GAPS)} against the dense model (mean alpha_hat - 1 is {_ci(dense)}, "
+        f"**{dense.verdict}**) {'and' if dense.verdict == control.verdict else 'but'} "
+        f"{_says(control, *LOW_GAPS)} against the unpruned control fine-tuned the same way "
+        f"({_ci(control)}, **{control.verdict}**), which removes what the retraining alone does."
+    )
+    return Finding("retraining", text, control.verdict, "retraining", _agrees(control))
 
 
 def _up(a: Answers) -> Finding | None:
@@ -182,7 +202,16 @@ def _smaller(a: Answers) -> Finding | None:
     return Finding("smaller", text, prunable.verdict, "q3_model_size", _agrees(prunable))
 
 
-FINDINGS: tuple[Make, ...] = (_high, _excess, _low, _up, _rp, _harder, _smaller)  # in reading order
+FINDINGS: tuple[Make, ...] = (
+    _high,
+    _excess,
+    _low,
+    _retraining,
+    _up,
+    _rp,
+    _harder,
+    _smaller,
+)  # in reading order
 
 
 def findings(answers: Answers) -> list[Finding]:

@@ -1,4 +1,5 @@
-"""The methods section as tables, read from a profile: datasets, training, pruning, deviations."""
+"""The methods section as tables, read from a profile: datasets, training, pruning, deviations, the
+reference of each page's alpha_hat, and the dense models' convergence (their stored histories)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..experiment.profiles import Profile, load_profile
 from ..masks import parameter_counts
 from ..strategies import STRATEGIES
 from ..train import Schedule
+from .pages import PAGES, plan
 
 # The authors' protocol (their ShrinkBench-based code), against which we state our deviations.
 AUTHORS = {
@@ -150,4 +152,48 @@ def deviations_table(spec: Spec) -> pd.DataFrame:
     }
     return pd.DataFrame(
         [{"setting": key.replace("_", " "), "authors": AUTHORS[key], "ours": ours[key]} for key in AUTHORS]
+    )
+
+
+def references_table(profile: Profile) -> pd.DataFrame:
+    """Per page of ``profile``'s book that shows alpha_hat: what its alpha_hat is measured against
+    (:attr:`.pages.Declaration.reference`)."""
+    pages = dict.fromkeys(p.notebook for p in plan(profile))
+    return pd.DataFrame(
+        [{"page": n, "alpha_hat against": PAGES[n].reference} for n in pages if PAGES[n].reference],
+        columns=["page", "alpha_hat against"],
+    )
+
+
+def convergence(history: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset (``history``: per dense model and epoch, :attr:`..experiment.results.Collected.history`):
+    models, epochs, the epoch of lowest validation loss (median, min and max over models: where it
+    stopped falling, the weights kept) and how many models reached it before their last epoch."""
+    held = history.dropna(subset=["validation_loss"])
+    best = held.loc[held.groupby("dense_id").validation_loss.idxmin()]
+    last = history.groupby("dense_id").epoch.max().rename("epochs")
+    best = best.join(last, on="dense_id")
+    table = best.groupby("dataset", sort=True).agg(
+        models=("dense_id", "size"),
+        epochs=("epochs", "max"),
+        best_median=("epoch", "median"),
+        best_min=("epoch", "min"),
+        best_max=("epoch", "max"),
+        before_last=("epoch", lambda e: int((e < best.loc[e.index, "epochs"]).sum())),
+    )
+    return table.reset_index()
+
+
+def convergence_sentence(table: pd.DataFrame) -> str:
+    """Where each dataset's validation loss stopped falling, from :func:`convergence`."""
+    if table.empty:
+        return "No dense model of this profile holds out a validation set, so none records a validation loss."
+    parts = [
+        f"{r.dataset} at epoch {r.best_median:g} (median; {r.best_min} to {r.best_max}) of {r.epochs}, "
+        f"{r.before_last} of {r.models} models before their last epoch"
+        for r in table.itertuples()
+    ]
+    return (
+        "The validation loss of the dense models reached its lowest value, the epoch whose weights are kept, "
+        f"on {'; '.join(parts)}."
     )

@@ -23,14 +23,16 @@ PARTS = ("Setup", "Questions", "Answers", "The paper")  # captions of the table 
 @dataclass(frozen=True)
 class Declaration:
     """A notebook of the book: ``part`` of :data:`PARTS`, the ``grids`` it needs (the first is its
-    own), ``optional`` grids it also reads when the profile has them, and ``per`` a field of the dense
-    configs (``"dataset"``) to make one page per value of it in its first grid."""
+    own), ``optional`` grids it also reads when the profile has them, ``per`` a field of the dense
+    configs (``"dataset"``) to make one page per value of it in its first grid, and ``reference``:
+    what its alpha_hat is measured against, in words (the methods page lists it per page)."""
 
     notebook: str
     part: str
     grids: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     per: str | None = None
+    reference: str = ""
 
     def __post_init__(self) -> None:
         if self.part not in PARTS:
@@ -53,17 +55,41 @@ def declare(declaration: Declaration) -> Declaration:
     return declaration
 
 
+DENSE = "the dense model"
+DENSE_AND_CONTROL = "the dense model; its control section and table also against the t = 1 control"
 declare(Declaration("methods", "Setup"))
-declare(Declaration("q1_strategy", "Questions", ("strategy",), per="dataset"))
-declare(Declaration("q2_task_complexity", "Questions", ("difficulty",)))
-declare(Declaration("q3_model_size", "Questions", ("model_size",)))
+declare(Declaration("q1_strategy", "Questions", ("strategy",), per="dataset", reference=DENSE_AND_CONTROL))
+declare(Declaration("q2_task_complexity", "Questions", ("difficulty",), reference=DENSE))
+declare(Declaration("q3_model_size", "Questions", ("model_size",), reference=DENSE))
 declare(
-    Declaration("q4_undecayed", "Questions", ("strategy",), optional=("authors", "variants", "random_width"))
+    Declaration(
+        "q4_undecayed",
+        "Questions",
+        ("strategy",),
+        optional=("authors", "variants", "random_width"),
+        reference=DENSE,
+    )
 )
-declare(Declaration("conclusions", "Answers", ("strategy", "model_size"), optional=("difficulty", "authors")))
+declare(
+    Declaration(
+        "retraining",
+        "Questions",
+        ("retraining", "retraining_short"),
+        reference="both, side by side: the dense model, and the t = 1 control fine-tuned the same way",
+    )
+)
+declare(
+    Declaration(
+        "conclusions",
+        "Answers",
+        ("strategy", "model_size"),
+        optional=("difficulty", "authors", "retraining"),
+        reference="the dense model; the claims with a reference are also tested against the t = 1 control",
+    )
+)
 declare(Declaration("appendix", "Answers"))
-declare(Declaration("paper_analyses", "The paper", ("strategy",), optional=("model_size",)))
-declare(Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors",)))
+declare(Declaration("paper_analyses", "The paper", ("strategy",), optional=("model_size",), reference=DENSE))
+declare(Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors",), reference=DENSE))
 
 
 @dataclass(frozen=True)
