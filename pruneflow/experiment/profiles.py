@@ -24,6 +24,10 @@ and models they register can be named::
         models: [{name: lenet300-100, width: 0.5}, lenet300-100]
         strategies: [MP]
         bases: [prunable, all]
+      conv:                       # a grid's own dense training (over the profile's and the dataset's)
+        datasets: [digits]
+        models: [{name: resnet20, width: 0.5}]
+        train: {epochs: 10}
       authors:                    # a matched run: STRATEGY@MATCH (see below)
         datasets: [digits]
         strategies: [UP-authors, MP@UP-authors, UP@UP-authors]
@@ -113,6 +117,7 @@ GRID = {
     "bases": ["basis"],
     "seeds": "int",
     "control": "bool",  # one unpruned, fine-tuned t = 1 run per dense model
+    "train": SCHEDULE,  # this grid's dense training, over the profile's and its datasets' (issue 21)
 }
 SCHEMA: dict[str, Schema] = {
     "name": "str",
@@ -286,7 +291,11 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
         check_choice("dataset", dataset, DATASETS.names())
         per_dataset = datasets.get(dataset) or {}
         finetune = {**(spec.get("finetune") or {}), **(per_dataset.get("finetune") or {})}
-        train = {**(spec.get("train") or {}), **(per_dataset.get("train") or {})}
+        train = {
+            **(spec.get("train") or {}),
+            **(per_dataset.get("train") or {}),
+            **(grid.get("train") or {}),
+        }
         if missing := [key for key in ("epochs", "lr") if key not in train]:
             raise ValueError(
                 f"training of {dataset!r} has no {' or '.join(map(repr, missing))}: set them under "
