@@ -22,6 +22,7 @@ from pruneflow.report import book, claims, evidence, pages
 from pruneflow.report import tables as report
 
 ROOT = Path(__file__).resolve().parents[1]
+ARCHITECTURES = ("mnist5k-lenet5", "digits-resnet20")  # the smoke book's Q1 pages of other architectures
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,8 @@ def test_pages_named_and_ordered_by_difficulty():
     easy_mnist1d = [p.name for p in pages.plan(profile, dense.assign(accuracy=[0.5, 0.9]))]
     assert easy_digits[:3] == ["methods", "q1_strategy-digits", "q1_strategy-mnist1d"]
     assert easy_mnist1d[:3] == ["methods", "q1_strategy-mnist1d", "q1_strategy-digits"]
-    assert easy_digits[3:] == [
+    assert easy_digits[3:5] == ["q1_strategy-mnist5k-lenet5", "q1_strategy-digits-resnet20"]  # issue 21
+    assert easy_digits[5:] == [
         "q2_task_complexity",
         "q3_model_size",
         "q4_undecayed",
@@ -269,7 +271,9 @@ def test_book_builds_and_renders_offline(built):
     files = [built, *sorted((html / "generated").glob("q*.html"))]
     assert [p.stem for p in files[1:]] == [
         "q1_strategy-digits",
+        "q1_strategy-digits-resnet20",
         "q1_strategy-mnist1d",
+        "q1_strategy-mnist5k-lenet5",
         "q2_task_complexity",
         "q3_model_size",
         "q4_undecayed",
@@ -279,7 +283,10 @@ def test_book_builds_and_renders_offline(built):
         if page.stem.startswith("q"):
             assert len(result.charts) >= 2, f"{page.name}: boxplot and scatter expected"
         assert result.math.containers > 0, f"{page.name}: no math typeset"
-    assert len(check_page(html / "generated" / "q1_strategy-digits.html").charts) >= 3, "heatmap expected"
+    q1 = {p: check_page(html / "generated" / f"q1_strategy-{p}.html") for p in ("digits", *ARCHITECTURES)}
+    assert len(q1["digits"].charts) >= 3, "heatmap expected"
+    for name in ARCHITECTURES:  # issue 21: LeNet-5 and the ResNet draw every chart of the MLP's page
+        assert len(q1[name].charts) == len(q1["digits"].charts), (name, q1[name].charts)
     paper_page = html / "generated" / "paper_vs_ours.html"  # issue 12: the published numbers round-trip
     assert len(check_page(paper_page, png=SCREENSHOT_DIR / "paper_vs_ours.png").charts) >= 1
     assert "0.928" in paper_page.read_text()  # Figure 5, MP at t = 2, read from the CSV

@@ -42,7 +42,9 @@ class PageContext:
         return evidence.read(self.profile, self.results, self.grids(), source=self.profile_name)
 
     def evidence(self, *grids: str, **only: object) -> evidence.Evidence:
-        """The evidence of ``grids`` (default: the page's own) restricted to runs matching ``only``."""
+        """The evidence of ``grids`` (default: the page's own) restricted to runs matching ``only``
+        (a value of None matches every run)."""
+        only = {key: value for key, value in only.items() if value is not None}
         return self.store.evidence(list(grids) or self.own_grid(), only or None, self.stage)
 
     def grids(self) -> list[str]:
@@ -95,7 +97,9 @@ def open_page(
     """The context of the page ``notebook``: ``profile`` (default ``$PRUNEFLOW_PROFILE``, else quick),
     ``results`` (default ``$PRUNEFLOW_RESULTS``, else ``results``), ``book`` as the book builder
     passes it (``{"page": name, "data": folder}``: where the tables' CSVs go), ``stage`` and the
-    notebook's other parameters, each checked against its valid values (one-line errors)."""
+    notebook's other parameters, each checked against its valid values (one-line errors); a
+    parameter given as None is left unset (the page's own grid, every model of it)."""
+    params = {key: value for key, value in params.items() if value is not None}
     page = PageContext(
         notebook,
         profile or os.environ.get(PROFILE_ENV, "quick"),
@@ -114,6 +118,7 @@ def open_page(
     if grid is not None:
         runs = page.profile.grids[grid]
         page.check("dataset", params.get("dataset", []), list(dict.fromkeys(r.dense.dataset for r in runs)))
+        page.check("model", params.get("model", []), list(dict.fromkeys(r.dense.model for r in runs)))
         for key in ("strategy", "strategies"):
             page.check(key, params.get(key, []), list(dict.fromkeys(r.strategy for r in runs)))
     charts.setup_altair()

@@ -21,6 +21,7 @@ from ..stats import mark, mean_ci
 from . import authors, charts, claims, noise, paper, tables, variants
 from .context import PageContext
 from .evidence import Evidence
+from .pages import PAGES
 
 
 @dataclass
@@ -279,6 +280,25 @@ def beyond_baselines(
     ]
     shown = table[table.claim.isin([*claims.RELATIVE, "harder"])][columns]
     return Section("", [page.show(shown, digits=4)])
+
+
+def architectures(page: PageContext) -> list[str]:
+    """The grids asking Q1 of other architectures (``also`` of its declaration) the profile has."""
+    return [g for g in PAGES["q1_strategy"].also if g in page.profile.grids]
+
+
+def claim_evidence(page: PageContext, *grids: str) -> Evidence:
+    """The rows the claims are tested on: ``grids``, and the architecture grids (:func:`architectures`)
+    with the strategies of the ``strategy`` grid only (its control included), so that every family is
+    tested on the same comparison (the authors' UP is compared on Q4)."""
+    base = page.evidence(*grids)
+    extra = architectures(page)
+    if not extra:
+        return base
+    labels = list(dict.fromkeys(r.label for r in page.profile.grids["strategy"]))
+    more = page.evidence(*extra, strategy=labels)
+    both = pd.concat([base.frame, more.frame]).drop_duplicates(["run_id", "stage", "class"])
+    return Evidence(both.reset_index(drop=True), page.stage)
 
 
 def authors_up(page: PageContext) -> Section:
