@@ -106,3 +106,17 @@ def test_fit_many_keeps_masked_conv_weights_zero_with_zero_gradient(images, monk
     assert len(seen) == 2 * 3 and all(seen)
     for model, old, mask, want in zip(models, before, masks, wants, strict=True):
         check(model, old, mask, want)
+
+
+def test_methods_say_which_models_have_batchnorm():
+    """The methods page's BatchNorm paragraph names the profile's models with BatchNorm (and the
+    running statistics' momentum as torch has it), and says so when there is none."""
+    from pruneflow.experiment.profiles import load_profile
+    from pruneflow.report import methods
+
+    smoke = load_profile("smoke")
+    text = methods.batchnorm_sentence(methods.Spec.of(smoke))
+    assert text.startswith("Models with BatchNorm: resnet20 (19 BatchNorm layers).")
+    assert f"momentum {nn.BatchNorm2d(1).momentum:g}" in text
+    mlp = methods.Spec.of(smoke.subset("strategy"))
+    assert methods.batchnorm_sentence(mlp) == "No model of this profile has BatchNorm."
