@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from browser import SCREENSHOT_DIR, check_page, find_chromium, first_screen_items, layout
 
 from pruneflow import metrics
 from pruneflow.experiment import grid
 from pruneflow.experiment.profiles import load_profile
-from pruneflow.report import book, claims, evidence, pages
+from pruneflow.report import book, claims, evidence, pages, sections
 from pruneflow.report import tables as report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,3 +380,27 @@ def test_failing_page_leaves_the_last_good_book(built):
     assert "stale" in output
     assert snapshot(root / "_build" / "html") == html
     assert snapshot(root / "book" / "generated") == generated
+
+
+def test_q3_says_which_families_have_a_width_ladder(tmp_path):
+    """Issue 21: Q3 names the families its ladder covers and, for an architecture grid without one, what
+    the ladder would add; a ResNet rung in the ladder makes the ResNet covered."""
+    smoke = load_profile("smoke")
+    page = pages_context("q3_model_size", "smoke")
+    text = sections.ladders(page)
+    ladder = smoke.grids["model_size"]
+    dense = 2 * len({r.dense.seed for r in smoke.grids["resnet"]})  # two widths in smoke's ladder
+    assert text.startswith("The width ladder (0.125, 0.25) covers MLP.")
+    assert f"ResNet: the same ladder over the 2 seeds of grid `resnet` would add {dense} dense models" in text
+    assert f"{dense * len(ladder) // len({r.dense for r in ladder})} pruned runs" in text
+    spec = yaml.safe_load((ROOT / "pruneflow/experiment/profiles/smoke.yaml").read_text())
+    spec["grids"]["model_size"]["models"].append({"name": "resnet20", "width": 0.25})
+    (tmp_path / "ladder.yaml").write_text(yaml.safe_dump(spec))
+    text = sections.ladders(pages_context("q3_model_size", str(tmp_path / "ladder.yaml")))
+    assert "covers MLP, ResNet." in text and "ResNet:" not in text and "LeNet-5: the same ladder" in text
+
+
+def pages_context(notebook: str, profile: str):
+    from pruneflow.report.context import PageContext
+
+    return PageContext(notebook, profile, "unused")

@@ -287,6 +287,34 @@ def architectures(page: PageContext) -> list[str]:
     return [g for g in PAGES["q1_strategy"].also if g in page.profile.grids]
 
 
+def ladders(page: PageContext) -> str:
+    """Which architecture families Q3's width ladder (grid ``model_size``) covers, and for each family
+    of the architecture grids without one, how many dense models and pruned runs the same ladder
+    would add to the profile (computed from its grids)."""
+    ladder = page.profile.grids["model_size"]
+    widths = sorted({r.dense.width for r in ladder})
+    per_dense = len(ladder) // len({r.dense for r in ladder})
+    covered = sorted({tables.family(r.dense.model) for r in ladder})
+    text = f"The width ladder ({', '.join(f'{w:g}' for w in widths)}) covers {', '.join(covered)}."
+    missing = []
+    for grid in architectures(page):
+        runs = page.profile.grids[grid]
+        names = sorted({tables.family(r.dense.model) for r in runs} - set(covered))
+        seeds = len({r.dense.seed for r in runs})
+        if names:
+            missing.append(
+                f"{', '.join(names)}: the same ladder over the {seeds} seeds of grid `{grid}` would add "
+                f"{len(widths) * seeds} dense models and {len(widths) * seeds * per_dense} pruned runs "
+                f"(the grid has {len({r.dense for r in runs})} and {len(runs)})"
+            )
+    if missing:
+        text += (
+            f" Profile {page.profile.name} runs no ladder for {'; '.join(missing)}; so the model-size "
+            f"question is answered for {', '.join(covered)} only."
+        )
+    return text
+
+
 def claim_evidence(page: PageContext, *grids: str) -> Evidence:
     """The rows the claims are tested on: ``grids``, and the architecture grids (:func:`architectures`)
     with the strategies of the ``strategy`` grid only (its control included), so that every family is
