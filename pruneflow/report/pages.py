@@ -75,7 +75,7 @@ declare(
 )
 declare(Declaration("appendix", "Answers"))
 declare(Declaration("paper_analyses", "The paper", ("strategy",), optional=("model_size",)))
-declare(Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors",)))
+declare(Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors", "lenet5")))
 
 
 @dataclass(frozen=True)
