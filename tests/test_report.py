@@ -271,8 +271,8 @@ def test_book_builds_and_renders_offline(built):
     html = built.parent
     files = [built, *sorted((html / "generated").glob("q*.html"))]
     assert [p.stem for p in files[1:]] == [
-        "q1_strategy-digits",
         "q1_strategy-digits-resnet20",
+        "q1_strategy-digits",
         "q1_strategy-mnist1d",
         "q1_strategy-mnist5k-lenet5",
         "q2_task_complexity",
