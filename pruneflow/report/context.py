@@ -48,8 +48,12 @@ class PageContext:
         return self.store.evidence(list(grids) or self.own_grid(), only or None, self.stage)
 
     def grids(self) -> list[str]:
-        """Every grid of the profile this page reads."""
-        return list(dict.fromkeys([*PAGES[self.notebook].read(self.profile), *self.own_grid()]))
+        """Every grid of the profile this page reads: a ``grid`` parameter replaces the first grid it
+        declares (a Q1 page of another architecture reads that grid, not ``strategy``)."""
+        declared = PAGES[self.notebook].read(self.profile)
+        if self.params.get("grid") and PAGES[self.notebook].grids:
+            declared = [g for g in declared if g != PAGES[self.notebook].grids[0]]
+        return list(dict.fromkeys([*declared, *self.own_grid()]))
 
     def own_grid(self) -> list[str]:
         """The page's own grid: its ``grid`` parameter, else the first grid it declares."""
