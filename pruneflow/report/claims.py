@@ -441,10 +441,12 @@ def _interval_verdict(sign: int, ci: tuple[float, float], ci_eq: tuple[float, fl
 def by_family(runs: pd.DataFrame, **options) -> pd.DataFrame:
     """:func:`evaluate` (with ``options``) on the runs of each architecture family apart
     (:func:`.tables.family` of the model: MLP, LeNet-5, ResNet), Holm-adjusted within the family; one
-    row per family and claim that has a cell in it, with a ``family`` column."""
+    row per family and claim that has a cell in it, with ``family`` and its ``seeds`` (models per cell)."""
     families = runs.model.map(tables.family)
     parts = [
-        evaluate(runs[families == name], **options).assign(family=name)
+        evaluate(runs[families == name], **options).assign(
+            family=name, seeds=runs[families == name].seed.nunique()
+        )
         for name in sorted(families.unique(), key=_family_order)
     ]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["family", "claim"])

@@ -42,7 +42,8 @@ def families(table: pd.DataFrame) -> str:
             same.append(f"{claim} ({group.verdict.iloc[0]} in {', '.join(group.family)})")
         else:
             differ.append(f"{claim} ({', '.join(f'{r.family} {r.verdict}' for r in group.itertuples())})")
-    parts = [f"Families: {', '.join(names)}."]
+    seeds = table.drop_duplicates("family").set_index("family").seeds
+    parts = [f"Families (models per cell): {', '.join(f'{n} ({seeds[n]})' for n in names)}."]
     if same:
         parts.append(f"Same verdict in every family that tests it: {'; '.join(same)}.")
     if differ:
