@@ -202,3 +202,36 @@ def test_metric_names_the_column_of_the_intensification_claims():
         assert other.estimate[key] == pytest.approx(2 * base.estimate[key]), key
         assert "excess" in other.statement[key]
     assert other.estimate["up_accuracy"] == pytest.approx(base.estimate["up_accuracy"])
+
+
+def test_each_architecture_family_gets_its_own_verdict():
+    """Issue 21: an MLP that intensifies at t >= 20 and a ResNet that does not, in one frame: the pooled
+    test mixes them, by_family finds each truth (high supported for the MLP, equivalent for the
+    ResNet), equal to evaluate on the family's runs alone; a claim no family's runs can test is left out."""
+    rng = np.random.default_rng(21)
+    mlp = synthetic(rng, seeds=12, alpha_high={"MP": 1.4, "GP": 1.4, "UP": 1.4}).assign(model="lenet300-100")
+    resnet = synthetic(rng, seeds=12, model_sd=0.01, noise=0.02).assign(model="resnet20")
+    runs = pd.concat([mlp, resnet.assign(dense_id="r" + resnet.dense_id)], ignore_index=True)
+    options = dict(claims=["high", "low", "harder"], resamples=0)
+    table = claims.by_family(runs, **options)
+    assert list(dict.fromkeys(table.family)) == ["MLP", "ResNet"]
+    verdict = table.set_index(["family", "claim"]).verdict
+    assert verdict["MLP", "high"] == "supported" and verdict["ResNet", "high"] == "equivalent"
+    alone = claims.evaluate(runs[runs.model == "resnet20"], **options).set_index("claim")
+    resnet_rows = table[table.family == "ResNet"].set_index("claim")
+    pd.testing.assert_series_equal(resnet_rows.estimate, alone.estimate.loc[resnet_rows.index])
+    pooled = claims.evaluate(runs, **options)
+    side = claims.beside_pooled(pooled, table, 0.99)
+    assert list(side.columns) == ["claim", "pooled (99% CI)", "MLP", "ResNet"]
+    assert side.set_index("claim").loc["high", "MLP"].startswith("supported (+0.4")
+    from pruneflow.report import words
+
+    sentence = words.families(table)
+    assert "**Architecture-specific**" in sentence and "high (MLP supported, ResNet equivalent)" in sentence
+
+
+def test_family_of_a_model_name():
+    from pruneflow.report.tables import family
+
+    names = ["lenet300-100", "lenet5", "resnet20", "resnet110", "my-net"]
+    assert [family(n) for n in names] == ["MLP", "LeNet-5", "ResNet", "ResNet", "my-net"]

@@ -68,6 +68,14 @@ CASES = {  # id: (YAML text, or a spec to dump; regexes the message must match)
         edited(("datasets", "digits", "train"), {"epoch": 2}),
         ["datasets.digits.train: unknown key 'epoch'"],
     ),
+    "typo in a grid's train key": (
+        edited(("grids", "g", "train"), {"epoch": 2}),
+        ["grids.g.train: unknown key 'epoch'", "valid keys: epochs, lr"],
+    ),
+    "bad precision in a grid's train": (
+        edited(("grids", "g", "train"), {"precision": "fp8"}),
+        ["grids.g: unknown precision 'fp8'", "'fp32', 'bf16'"],
+    ),
     "wrong type": (edited(("seeds",), "three"), ["seeds: expected an integer", "'three'"]),
     "bool for a number": (edited(("train", "lr"), True), ["train.lr: expected a number"]),
     "ratio not a number": (
@@ -149,6 +157,18 @@ def test_paper_without_data_names_every_missing_dataset(tmp_path, monkeypatch, c
         assert f"'{name}'" in err
     assert str(tmp_path / "data") in err and "download=True" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_grid_trains_with_its_own_schedule_over_the_dataset_and_profile_ones(tmp_path):
+    """grids.<g>.train overrides datasets.<d>.train, which overrides train; other grids keep theirs."""
+    spec = edited(("datasets", "digits", "train"), {"epochs": 3, "batch_size": 64})
+    spec["grids"]["own"] = {**spec["grids"]["g"], "train": {"epochs": 5, "lr": 0.1}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    profile = load_profile(path)
+    (plain,), (own,) = ({r.dense.train for r in profile.grids[g]} for g in ("g", "own"))
+    assert (plain.epochs, plain.lr, plain.batch_size) == (3, 0.05, 64)
+    assert (own.epochs, own.lr, own.batch_size) == (5, 0.1, 64)
 
 
 def test_shipped_profiles_are_valid():

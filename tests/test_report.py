@@ -13,15 +13,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from browser import SCREENSHOT_DIR, check_page, find_chromium, first_screen_items, layout
 
 from pruneflow import metrics
 from pruneflow.experiment import grid
 from pruneflow.experiment.profiles import load_profile
-from pruneflow.report import book, claims, evidence, pages
+from pruneflow.report import book, claims, evidence, pages, sections
 from pruneflow.report import tables as report
 
 ROOT = Path(__file__).resolve().parents[1]
+ARCHITECTURES = ("mnist5k-lenet5", "digits-resnet20")  # the smoke book's Q1 pages of other architectures
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,8 @@ def test_pages_named_and_ordered_by_difficulty():
     easy_mnist1d = [p.name for p in pages.plan(profile, dense.assign(accuracy=[0.5, 0.9]))]
     assert easy_digits[:3] == ["methods", "q1_strategy-digits", "q1_strategy-mnist1d"]
     assert easy_mnist1d[:3] == ["methods", "q1_strategy-mnist1d", "q1_strategy-digits"]
-    assert easy_digits[3:] == [
+    assert easy_digits[3:5] == ["q1_strategy-mnist5k-lenet5", "q1_strategy-digits-resnet20"]  # issue 21
+    assert easy_digits[5:] == [
         "q2_task_complexity",
         "q3_model_size",
         "q4_undecayed",
@@ -269,8 +272,10 @@ def test_book_builds_and_renders_offline(built):
     html = built.parent
     files = [built, *sorted((html / "generated").glob("q*.html"))]
     assert [p.stem for p in files[1:]] == [
+        "q1_strategy-digits-resnet20",
         "q1_strategy-digits",
         "q1_strategy-mnist1d",
+        "q1_strategy-mnist5k-lenet5",
         "q2_task_complexity",
         "q3_model_size",
         "q4_undecayed",
@@ -280,7 +285,10 @@ def test_book_builds_and_renders_offline(built):
         if page.stem.startswith("q"):
             assert len(result.charts) >= 2, f"{page.name}: boxplot and scatter expected"
         assert result.math.containers > 0, f"{page.name}: no math typeset"
-    assert len(check_page(html / "generated" / "q1_strategy-digits.html").charts) >= 3, "heatmap expected"
+    q1 = {p: check_page(html / "generated" / f"q1_strategy-{p}.html") for p in ("digits", *ARCHITECTURES)}
+    assert len(q1["digits"].charts) >= 3, "heatmap expected"
+    for name in ARCHITECTURES:  # issue 21: LeNet-5 and the ResNet draw every chart of the MLP's page
+        assert len(q1[name].charts) == len(q1["digits"].charts), (name, q1[name].charts)
     paper_page = html / "generated" / "paper_vs_ours.html"  # issue 12: the published numbers round-trip
     assert len(check_page(paper_page, png=SCREENSHOT_DIR / "paper_vs_ours.png").charts) >= 1
     assert "0.928" in paper_page.read_text()  # Figure 5, MP at t = 2, read from the CSV
@@ -409,3 +417,27 @@ def test_pages_execute_side_by_side_and_a_failure_names_its_page(tmp_path):
         book.PageFailed, match=r"page bad failed: notebooks/bad\.ipynb, cell .*broken on purpose"
     ):
         book._execute_all(broken, {}, tmp_path, tmp_path, workers=2, progress=False)
+
+
+def test_q3_says_which_families_have_a_width_ladder(tmp_path):
+    """Issue 21: Q3 names the families its ladder covers and, for an architecture grid without one, what
+    the ladder would add; a ResNet rung in the ladder makes the ResNet covered."""
+    smoke = load_profile("smoke")
+    page = pages_context("q3_model_size", "smoke")
+    text = sections.ladders(page)
+    ladder = smoke.grids["model_size"]
+    dense = 2 * len({r.dense.seed for r in smoke.grids["resnet"]})  # two widths in smoke's ladder
+    assert text.startswith("The width ladder (0.125, 0.25) covers MLP.")
+    assert f"ResNet: the same ladder over the 2 seeds of grid `resnet` would add {dense} dense models" in text
+    assert f"{dense * len(ladder) // len({r.dense for r in ladder})} pruned runs" in text
+    spec = yaml.safe_load((ROOT / "pruneflow/experiment/profiles/smoke.yaml").read_text())
+    spec["grids"]["model_size"]["models"].append({"name": "resnet20", "width": 0.25})
+    (tmp_path / "ladder.yaml").write_text(yaml.safe_dump(spec))
+    text = sections.ladders(pages_context("q3_model_size", str(tmp_path / "ladder.yaml")))
+    assert "covers MLP, ResNet." in text and "ResNet:" not in text and "LeNet-5: the same ladder" in text
+
+
+def pages_context(notebook: str, profile: str):
+    from pruneflow.report.context import PageContext
+
+    return PageContext(notebook, profile, "unused")

@@ -24,6 +24,10 @@ and models they register can be named::
         models: [{name: lenet300-100, width: 0.5}, lenet300-100]
         strategies: [MP]
         bases: [prunable, all]
+      conv:                       # a grid's own dense training (over the profile's and the dataset's)
+        datasets: [digits]
+        models: [{name: resnet20, width: 0.5}]
+        train: {epochs: 10}
       authors:                    # a matched run: STRATEGY@MATCH (see below)
         datasets: [digits]
         strategies: [UP-authors, MP@UP-authors, UP@UP-authors]
@@ -119,6 +123,7 @@ GRID = {
     "seeds": "int",
     "control": "bool",  # one unpruned, fine-tuned t = 1 run per dense model
     "finetune": FINETUNE,  # this grid's fine-tuning, over the profile's and the dataset's
+    "train": SCHEDULE,  # this grid's dense training, over the profile's and its datasets' (issue 21)
 }
 SCHEMA: dict[str, Schema] = {
     "name": "str",
@@ -296,7 +301,11 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
             **(per_dataset.get("finetune") or {}),
             **(grid.get("finetune") or {}),
         }
-        train = {**(spec.get("train") or {}), **(per_dataset.get("train") or {})}
+        train = {
+            **(spec.get("train") or {}),
+            **(per_dataset.get("train") or {}),
+            **(grid.get("train") or {}),
+        }
         if missing := [key for key in ("epochs", "lr") if key not in train]:
             raise ValueError(
                 f"training of {dataset!r} has no {' or '.join(map(repr, missing))}: set them under "

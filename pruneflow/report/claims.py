@@ -104,9 +104,12 @@ def _strategy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[n > 1]
 
 
+UNIT = ["dataset", "model", "dense_id"]  # a dense model, with the stratum (dataset, model) it belongs to
+
+
 def _unit_means(runs: pd.DataFrame, value: pd.Series) -> pd.DataFrame:
-    """Per dense model: the mean of ``value`` over its runs, with its dataset."""
-    return runs.assign(value=value).groupby(["dataset", "dense_id"], sort=True).value.mean().reset_index()
+    """Per dense model: the mean of ``value`` over its runs, with its dataset and model."""
+    return runs.assign(value=value).groupby(UNIT, sort=True).value.mean().reset_index()
 
 
 def _paired(runs: pd.DataFrame, a: str, others: list[str], column: str) -> pd.DataFrame:
@@ -117,11 +120,12 @@ def _paired(runs: pd.DataFrame, a: str, others: list[str], column: str) -> pd.Da
         (left - runs[runs.strategy == b].set_index(keys)[column]).dropna().rename("value") for b in others
     ]
     both = pd.concat(diffs).reset_index() if diffs else pd.DataFrame(columns=[*keys, "value"])
-    return both.groupby(["dataset", "dense_id"], sort=True).value.mean().reset_index()
+    return both.groupby(UNIT, sort=True).value.mean().reset_index()
 
 
 def _strata(units: pd.DataFrame) -> list[np.ndarray]:
-    return [g.value.to_numpy(float) for _, g in units.groupby("dataset", sort=True)]
+    """The per-model values of each stratum: a dataset and the model trained on it."""
+    return [g.value.to_numpy(float) for _, g in units.groupby(["dataset", "model"], sort=True)]
 
 
 def _select(runs: pd.DataFrame, table: pd.DataFrame, keep: pd.Series) -> tuple[pd.DataFrame, int, int]:
@@ -432,6 +436,41 @@ def _interval_verdict(sign: int, ci: tuple[float, float], ci_eq: tuple[float, fl
     if -margin < ci_eq[0] and ci_eq[1] < margin:
         return "equivalent"
     return "inconclusive"
+
+
+def by_family(runs: pd.DataFrame, **options) -> pd.DataFrame:
+    """:func:`evaluate` (with ``options``) on the runs of each architecture family apart
+    (:func:`.tables.family` of the model: MLP, LeNet-5, ResNet), Holm-adjusted within the family; one
+    row per family and claim that has a cell in it, with ``family`` and its ``seeds`` (models per cell)."""
+    families = runs.model.map(tables.family)
+    parts = [
+        evaluate(runs[families == name], **options).assign(
+            family=name, seeds=runs[families == name].seed.nunique()
+        )
+        for name in sorted(families.unique(), key=_family_order)
+    ]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["family", "claim"])
+    return table[table.cells > 0].reset_index(drop=True)
+
+
+def _family_order(name: str) -> tuple[int, str]:
+    order = list(dict.fromkeys(tables.FAMILIES.values()))
+    return (order.index(name) if name in order else len(order), name)
+
+
+def beside_pooled(pooled: pd.DataFrame, families: pd.DataFrame, level: float) -> pd.DataFrame:
+    """One row per claim: its pooled verdict with estimate and ``level`` interval, and the same in each
+    family of ``families`` (:func:`by_family`; blank where the family has no cell of the claim)."""
+
+    def cell(row) -> str:
+        if not math.isfinite(row.se):
+            return f"{row.verdict} (not estimable: too few models in usable cells)"
+        return f"{row.verdict} ({row.estimate:+.3f}, {row.ci_low:+.3f} to {row.ci_high:+.3f})"
+
+    table = pd.DataFrame({"claim": pooled.claim, "pooled": [cell(r) for r in pooled.itertuples()]})
+    for name, group in families.groupby("family", sort=False):
+        table[name] = table.claim.map({r.claim: cell(r) for r in group.itertuples()}).fillna("")
+    return table.rename(columns={"pooled": f"pooled ({level:.0%} CI)"})
 
 
 def power(table: pd.DataFrame, seeds: int) -> pd.DataFrame:

@@ -42,12 +42,18 @@ class PageContext:
         return evidence.read(self.profile, self.results, self.grids(), source=self.profile_name)
 
     def evidence(self, *grids: str, **only: object) -> evidence.Evidence:
-        """The evidence of ``grids`` (default: the page's own) restricted to runs matching ``only``."""
+        """The evidence of ``grids`` (default: the page's own) restricted to runs matching ``only``
+        (a value of None matches every run)."""
+        only = {key: value for key, value in only.items() if value is not None}
         return self.store.evidence(list(grids) or self.own_grid(), only or None, self.stage)
 
     def grids(self) -> list[str]:
-        """Every grid of the profile this page reads."""
-        return list(dict.fromkeys([*PAGES[self.notebook].read(self.profile), *self.own_grid()]))
+        """Every grid of the profile this page reads: a ``grid`` parameter replaces the first grid it
+        declares (a Q1 page of another architecture reads that grid, not ``strategy``)."""
+        declared = PAGES[self.notebook].read(self.profile)
+        if self.params.get("grid") and PAGES[self.notebook].grids:
+            declared = [g for g in declared if g != PAGES[self.notebook].grids[0]]
+        return list(dict.fromkeys([*declared, *self.own_grid()]))
 
     def own_grid(self) -> list[str]:
         """The page's own grid: its ``grid`` parameter, else the first grid it declares."""
@@ -95,7 +101,9 @@ def open_page(
     """The context of the page ``notebook``: ``profile`` (default ``$PRUNEFLOW_PROFILE``, else quick),
     ``results`` (default ``$PRUNEFLOW_RESULTS``, else ``results``), ``book`` as the book builder
     passes it (``{"page": name, "data": folder}``: where the tables' CSVs go), ``stage`` and the
-    notebook's other parameters, each checked against its valid values (one-line errors)."""
+    notebook's other parameters, each checked against its valid values (one-line errors); a
+    parameter given as None is left unset (the page's own grid, every model of it)."""
+    params = {key: value for key, value in params.items() if value is not None}
     page = PageContext(
         notebook,
         profile or os.environ.get(PROFILE_ENV, "quick"),
@@ -114,6 +122,7 @@ def open_page(
     if grid is not None:
         runs = page.profile.grids[grid]
         page.check("dataset", params.get("dataset", []), list(dict.fromkeys(r.dense.dataset for r in runs)))
+        page.check("model", params.get("model", []), list(dict.fromkeys(r.dense.model for r in runs)))
         for key in ("strategy", "strategies"):
             page.check(key, params.get(key, []), list(dict.fromkeys(r.strategy for r in runs)))
     charts.setup_altair()

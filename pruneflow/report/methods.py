@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+from torch import nn
 
 from .. import data, models
 from ..experiment.config import DenseConfig, PruneConfig
@@ -60,6 +61,40 @@ def seeds_sentence(spec: Spec) -> str:
         f"seed fixing initialisation and batch order; {len(spec.dense)} dense models and "
         f"{len(spec.runs)} pruned runs in all."
     )
+
+
+BATCHNORM = (
+    "**Scoring.** GP and UP (and the authors' UP) take the loss gradient with the model in training "
+    "mode, so each gradient batch is normalised by its own statistics, as the authors' ShrinkBench code "
+    "did; they run on copies of the running statistics, which scoring leaves unchanged (MP and RP read "
+    "the weights only). **Pruning** zeroes weights of the convolutions and linear layers; BatchNorm "
+    "layers are never pruned, and the pruned model (stage `pruned`) is evaluated in evaluation mode "
+    "with the dense model's running statistics. **Fine-tuning** runs in training mode: every batch "
+    "updates the running mean and variance (exponential average, momentum {momentum:g}), so the "
+    "statistics of the pruned network are re-estimated by the fine-tuning and stage `finetuned` is "
+    "evaluated with them; the pruned weights stay exactly zero throughout (their gradient is masked "
+    "before each step and the weights re-zeroed after it). The $t = 1$ control gets the same "
+    "fine-tuning, so re-estimated statistics alone are part of the control; models fine-tuned together "
+    "(`fit_many`) each keep their own statistics."
+)
+
+
+def batchnorm_sentence(spec: Spec) -> str:
+    """Which models of ``spec`` have BatchNorm and how its running statistics are handled at scoring,
+    pruning and fine-tuning (:data:`BATCHNORM`, checked by tests/test_strategies.py and
+    tests/test_batchnorm.py), or that no model has BatchNorm."""
+    found: dict[str, tuple[int, float]] = {}
+    for d in dict.fromkeys((d.dataset, d.model, d.width) for d in spec.dense):
+        ds = data.load(d[0])
+        layers = [m for m in models.build(d[1], ds.input_shape, ds.num_classes, d[2]).modules()]
+        norms = [m for m in layers if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if norms:
+            found[d[1]] = (len(norms), norms[0].momentum)
+    if not found:
+        return "No model of this profile has BatchNorm."
+    which = ", ".join(f"{name} ({n} BatchNorm layers)" for name, (n, _) in found.items())
+    momentum = next(iter(found.values()))[1]
+    return f"Models with BatchNorm: {which}. " + BATCHNORM.format(momentum=momentum)
 
 
 def datasets_table(spec: Spec) -> pd.DataFrame:

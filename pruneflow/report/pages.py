@@ -24,8 +24,10 @@ PARTS = ("Setup", "Questions", "Answers", "The paper")  # captions of the table 
 class Declaration:
     """A notebook of the book: ``part`` of :data:`PARTS`, the ``grids`` it needs (the first is its
     own), ``optional`` grids it also reads when the profile has them, ``per`` a field of the dense
-    configs (``"dataset"``) to make one page per value of it in its first grid, and ``reference``:
-    what its alpha_hat is measured against, in words (the methods page lists it per page)."""
+    configs (``"dataset"``) to make one page per value of it in its first grid, ``also`` further
+    grids asking the same question of other architectures: one more page per (dataset, model) of
+    each that the profile has, reading that grid (parameters ``grid``, ``dataset``, ``model``), and
+    ``reference``: what its alpha_hat is measured against, in words (the methods page lists it per page)."""
 
     notebook: str
     part: str
@@ -33,12 +35,15 @@ class Declaration:
     optional: tuple[str, ...] = ()
     per: str | None = None
     reference: str = ""
+    also: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.part not in PARTS:
             raise ValueError(f"unknown part {self.part!r} of page {self.notebook!r}; valid choices: {PARTS}")
         if self.per and not self.grids:
             raise ValueError(f"page {self.notebook!r}: per={self.per!r} needs a grid to split")
+        if self.also and not self.per:
+            raise ValueError(f"page {self.notebook!r}: also={self.also!r} needs per (one page per value)")
 
     def read(self, profile: Profile) -> list[str]:
         """The grids of ``profile`` this page reads: every grid without a declaration of its own."""
@@ -58,7 +63,16 @@ def declare(declaration: Declaration) -> Declaration:
 DENSE = "the dense model"
 DENSE_AND_CONTROL = "the dense model; its control section and table also against the t = 1 control"
 declare(Declaration("methods", "Setup"))
-declare(Declaration("q1_strategy", "Questions", ("strategy",), per="dataset", reference=DENSE_AND_CONTROL))
+declare(
+    Declaration(
+        "q1_strategy",
+        "Questions",
+        ("strategy",),
+        per="dataset",
+        also=("lenet5", "resnet"),
+        reference=DENSE_AND_CONTROL,
+    )
+)
 declare(Declaration("q2_task_complexity", "Questions", ("difficulty",), reference=DENSE))
 declare(Declaration("q3_model_size", "Questions", ("model_size",), reference=DENSE))
 declare(
@@ -83,13 +97,15 @@ declare(
         "conclusions",
         "Answers",
         ("strategy", "model_size"),
-        optional=("difficulty", "authors", "retraining"),
+        optional=("difficulty", "authors", "retraining", "lenet5", "resnet"),
         reference="the dense model; the claims with a reference are also tested against the t = 1 control",
     )
 )
 declare(Declaration("appendix", "Answers"))
 declare(Declaration("paper_analyses", "The paper", ("strategy",), optional=("model_size",), reference=DENSE))
-declare(Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors",), reference=DENSE))
+declare(
+    Declaration("paper_vs_ours", "The paper", ("strategy",), optional=("authors", "lenet5"), reference=DENSE)
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +124,8 @@ class Page:
 def plan(profile: Profile, frame: pd.DataFrame | None = None) -> list[Page]:
     """Every page of the book for ``profile``, part by part in declaration order; the pages of a
     ``per="dataset"`` notebook go from the easiest dataset to the hardest (mean error of its dense
-    models in ``frame``, the grid's rows) when ``frame`` is given."""
+    models in ``frame``, the grid's rows) when ``frame`` is given, followed by those of its ``also``
+    grids, named ``{dataset}-{model}``."""
     error: dict[str, float] = {}
     if frame is not None and len(frame):
         dense = frame[(frame.stage == "dense") & (frame.status == "ok")].drop_duplicates("run_id")
@@ -125,6 +142,9 @@ def plan(profile: Profile, frame: pd.DataFrame | None = None) -> list[Page]:
             values = dict.fromkeys(getattr(r.dense, spec.per) for r in profile.grids[spec.grids[0]])
             group = [Page(name, str(v), {spec.per: v}) for v in values]
             pages += sorted(group, key=lambda page: error.get(page.params.get("dataset"), 0.0))
+            for grid in (g for g in spec.also if g in profile.grids):
+                cells = dict.fromkeys((r.dense.dataset, r.dense.model) for r in profile.grids[grid])
+                pages += [Page(name, f"{d}-{m}", {"grid": grid, "dataset": d, "model": m}) for d, m in cells]
     return pages
 
 

@@ -303,6 +303,53 @@ def up_beside(fig5: pd.DataFrame, ours: pd.DataFrame, authors: str = "UP-authors
     return paper_up.merge(mine.reset_index(), on="compression").sort_values(["dataset", "compression"])
 
 
+# Published (dataset, model) cells -> the (dataset, model) of ours that stands in for them (issue 21):
+# LeNet-5 on mnist5k, a 5,000-image subset of MNIST, for the paper's MNIST/LeNet-5 cells of Figure 3.
+STAND_INS = {("mnist", "lenet5"): ("mnist5k", "lenet5")}
+
+
+def stand_ins(published_numbers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Each published mark (Figures 1-4) of a cell one of ours stands in for (:data:`STAND_INS`),
+    beside our mean alpha_hat of the stand-in at the same strategy and t with its 99% interval and
+    mark (:func:`.tables.summary`), and whether the two marks agree; empty if we ran none."""
+    marks = published_numbers[published_numbers.quantity == "mark"]
+    parts = []
+    for (their_data, their_model), (data, model) in STAND_INS.items():
+        theirs = marks[(marks.dataset == their_data) & (marks.model == their_model)]
+        mine = runs[(runs.dataset == data) & (runs.model == model)]
+        if not (len(theirs) and len(mine)):
+            continue
+        ours = summary(mine, ["strategy"])[
+            ["strategy", "compression", "models", "alpha_hat", "ci_low", "ci_high"]
+        ]
+        ours = ours.assign(ours=summary(mine, ["strategy"])["mark"])
+        side = theirs.merge(ours, on=["strategy", "compression"], how="left")
+        parts.append(
+            side.assign(paper_cell=f"{their_data}, {their_model}", stand_in=f"{data}, {model}").rename(
+                columns={"value": "paper"}
+            )
+        )
+    columns = ["figure", "paper_cell", "stand_in", "strategy", "compression", "paper", "ours"]
+    rest = ["models", "alpha_hat", "ci_low", "ci_high"]
+    if not parts:
+        return pd.DataFrame(columns=[*columns, *rest, "agree"])
+    table = pd.concat(parts, ignore_index=True)
+    return table[[*columns, *rest]].assign(agree=table.paper == table.ours)
+
+
+def stand_in_sentence(table: pd.DataFrame) -> str:
+    """Which published cells our stand-ins (:func:`stand_ins`) replace, and how many marks agree."""
+    if not len(table):
+        cells = ", ".join(f"{d}/{m}" for d, m in STAND_INS)
+        return f"This profile ran no stand-in for the paper's {cells} cells."
+    return " ".join(
+        f"Our {cell.stand_in.iloc[0]} stands in for the paper's {key} cells of "
+        f"{', '.join(sorted(cell.figure.unique()))} (a stand-in, not the paper's cell): our marks agree "
+        f"with the paper's in {int(cell.agree.sum())} of {int(cell.ours.notna().sum())}."
+        for key, cell in table.groupby("paper_cell", sort=True)
+    )
+
+
 PAPER_SOURCE = "paper (CIFAR-10/ResNet-56)"
 
 

@@ -21,6 +21,7 @@ from ..stats import mark, mean_ci
 from . import authors, charts, claims, noise, paper, tables, variants
 from .context import PageContext
 from .evidence import Evidence
+from .pages import PAGES
 
 
 @dataclass
@@ -279,6 +280,53 @@ def beyond_baselines(
     ]
     shown = table[table.claim.isin([*claims.RELATIVE, "harder"])][columns]
     return Section("", [page.show(shown, digits=4)])
+
+
+def architectures(page: PageContext) -> list[str]:
+    """The grids asking Q1 of other architectures (``also`` of its declaration) the profile has."""
+    return [g for g in PAGES["q1_strategy"].also if g in page.profile.grids]
+
+
+def ladders(page: PageContext) -> str:
+    """Which architecture families Q3's width ladder (grid ``model_size``) covers, and for each family
+    of the architecture grids without one, how many dense models and pruned runs the same ladder
+    would add to the profile (computed from its grids)."""
+    ladder = page.profile.grids["model_size"]
+    widths = sorted({r.dense.width for r in ladder})
+    per_dense = len(ladder) // len({r.dense for r in ladder})
+    covered = sorted({tables.family(r.dense.model) for r in ladder})
+    text = f"The width ladder ({', '.join(f'{w:g}' for w in widths)}) covers {', '.join(covered)}."
+    missing = []
+    for grid in architectures(page):
+        runs = page.profile.grids[grid]
+        names = sorted({tables.family(r.dense.model) for r in runs} - set(covered))
+        seeds = len({r.dense.seed for r in runs})
+        if names:
+            missing.append(
+                f"{', '.join(names)}: the same ladder over the {seeds} seeds of grid `{grid}` would add "
+                f"{len(widths) * seeds} dense models and {len(widths) * seeds * per_dense} pruned runs "
+                f"(the grid has {len({r.dense for r in runs})} and {len(runs)})"
+            )
+    if missing:
+        text += (
+            f" Profile {page.profile.name} runs no ladder for {'; '.join(missing)}; so the model-size "
+            f"question is answered for {', '.join(covered)} only."
+        )
+    return text
+
+
+def claim_evidence(page: PageContext, *grids: str) -> Evidence:
+    """The rows the claims are tested on: ``grids``, and the architecture grids (:func:`architectures`)
+    with the strategies of the ``strategy`` grid only (its control included), so that every family is
+    tested on the same comparison (the authors' UP is compared on Q4)."""
+    base = page.evidence(*grids)
+    extra = architectures(page)
+    if not extra:
+        return base
+    labels = list(dict.fromkeys(r.label for r in page.profile.grids["strategy"]))
+    more = page.evidence(*extra, strategy=labels)
+    both = pd.concat([base.frame, more.frame]).drop_duplicates(["run_id", "stage", "class"])
+    return Evidence(both.reset_index(drop=True), page.stage)
 
 
 def authors_up(page: PageContext) -> Section:

@@ -7,6 +7,7 @@ From the tidy result rows (:func:`pruneflow.experiment.results.load`):
 - :func:`summary` - per group and ratio: mean alpha_hat with its 99% CI and mark, mean accuracy;
 - :func:`compare` - paired or independent differences of alpha_hat / accuracy between groups;
 - :func:`excess` - per group and ratio: alpha_hat against its null baselines, and the excess with its CI;
+- :func:`family` - the architecture family of a model name (MLP, LeNet-5, ResNet).
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from ..stats import diff_ci, mark, mean_ci
 
 RUN_KEYS = ["dataset", "model", "width", "n_params", "seed", "strategy", "compression", "basis", "dense_id"]
 LEVEL = 0.99
+FAMILIES = {"lenet300-100": "MLP", "lenet5": "LeNet-5", "resnet": "ResNet"}  # model name prefix -> family
+
+
+def family(model: str) -> str:
+    """The architecture family of ``model``: the family of the longest prefix of it in :data:`FAMILIES`
+    (``resnet56`` -> ResNet), else the model's own name (a plugin's model is its own family)."""
+    prefixes = sorted((p for p in FAMILIES if model.startswith(p)), key=len)
+    return FAMILIES[prefixes[-1]] if prefixes else model
 
 
 def ok_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
