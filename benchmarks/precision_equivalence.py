@@ -97,7 +97,9 @@ def main() -> None:
         table = claims.evaluate(frame, level=args.level, accuracy_margin=MARGINS["accuracy"], resamples=0)
         verdicts[precision] = table.set_index("claim")[["estimate", "ci_low", "ci_high", "verdict"]]
     eq = equivalence(per_run, args.level)
-    claim_table = verdicts["fp32"].join(verdicts["bf16"], lsuffix="_fp32", rsuffix="_bf16")
+    claim_table = verdicts["fp32"].merge(
+        verdicts["bf16"], left_index=True, right_index=True, suffixes=("_fp32", "_bf16")
+    )
     claim_table["same"] = claim_table.verdict_fp32 == claim_table.verdict_bf16
 
     print(

@@ -4,6 +4,7 @@ into the run's hash), bf16 autocast in fit_many and the grid, and dense models t
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 
 import pandas as pd
@@ -198,3 +199,27 @@ def test_batches_split_cells_evenly_and_keep_workers_busy() -> None:
         assert sizes is None or sorted(map(len, work), reverse=True) == sizes
         counts = [sum(map(len, batch.values())) for batch in work]
         assert counts == sorted(counts, reverse=True)
+
+
+def test_methods_states_the_precision_of_the_configs() -> None:
+    """The methods sentence counts the dense models of each precision from their configs."""
+    from pruneflow.report import methods
+
+    fp32 = methods.Spec.of(parse(spec("fp32")))
+    assert "in fp32 for every model" in methods.precision_sentence(fp32)
+    mixed = [
+        dataclasses.replace(d, train=dataclasses.replace(d.train, precision="bf16")) if d.seed == 0 else d
+        for d in fp32.dense
+    ]
+    sentence = methods.precision_sentence(methods.Spec(fp32.profile, fp32.runs, mixed))
+    assert "for 1 dense model under bf16 autocast" in sentence and "for 1 dense model in fp32" in sentence
+
+
+def test_build_prints_its_phase_times(tmp_path) -> None:
+    """The phases prepare wrote, and the rest of the build as 'book'; without them, only 'book'."""
+    from pruneflow.report import book
+
+    path = tmp_path / "phases.json"
+    path.write_text('{"grid": 612.4, "pages": 150.2}')
+    assert book.phase_times(path, 800.0) == "phases: grid 612 s, pages 150 s, book 37 s (total 800 s)"
+    assert book.phase_times(tmp_path / "none.json", 9.0) == "phases: book 9 s (total 9 s)"

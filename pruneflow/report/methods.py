@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
@@ -57,6 +58,27 @@ def seeds_sentence(spec: Spec) -> str:
         f"Every cell has {len(seeds)} independently trained models (seeds {seeds[0]} to {seeds[-1]}), each "
         f"seed fixing initialisation and batch order; {len(spec.dense)} dense models and "
         f"{len(spec.runs)} pruned runs in all."
+    )
+
+
+def precision_sentence(spec: Spec) -> str:
+    """How many dense models (each with its fine-tunings) trained in each precision, read from their
+    configs (the precision is part of every run's hash, so the rows read are the ones made so)."""
+    counts = Counter(d.train.precision for d in spec.dense)
+    said = {
+        "fp32": "in fp32",
+        "bf16": (
+            "under bf16 autocast (matrix products and losses in bfloat16; weights, gradients and "
+            "optimizer state in fp32)"
+        ),
+    }
+    if len(counts) == 1:
+        how = f"{said[next(iter(counts))]} for every model"
+    else:
+        how = " and ".join(f"for {n} dense model{'s' * (n > 1)} {said[p]}" for p, n in sorted(counts.items()))
+    return (
+        f"Training and fine-tuning ran {how}; the precision is part of each run's configuration and "
+        f"hash, so runs made in another precision are other runs."
     )
 
 
