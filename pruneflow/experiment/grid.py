@@ -40,7 +40,9 @@ DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
 EXECUTORS = ("local", "dask")
 FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}  # runs of a cell's dense models fine-tuned at once (vmapped)
-DENSE_TOGETHER = {"cuda": 8, "cpu": 8}  # dense models of a cell (its seeds) trained at once (vmapped)
+# Dense models of a cell (its seeds) trained at once (vmapped). On a CPU one LeNet-300-100 step already
+# keeps a core busy: 8 at once measured no faster than one by one (fp32 and bf16, 2-core EPYC), so 1.
+DENSE_TOGETHER = {"cuda": 8, "cpu": 1}
 GRACE_SECONDS = 3.0  # after Ctrl-C, how long running workers may take to finish the run at hand
 
 
