@@ -7,15 +7,26 @@ the grid's seeds, data and models, so both do the same work and must reach the s
 The two alternate, ``--reps`` times each, in one process; the median ratio plain / grid is printed
 with its spread, and the grid's time per phase.
 
+Utilisation, measured in the same run: the training arithmetic of the cell, counted as
+6 x multiply-adds per sample (from the model's layer shapes: a linear layer in x out, a convolution
+out x in/groups x kh x kw x output pixels) x training samples x epochs, dense and fine-tuning
+(evaluation and pruning left out), divided by each side's median wall time, in GFLOP/s, and as a
+fraction of the machine's matmul peak in fp32 and in bf16 (the best of a few 2048 x 2048 products
+on every core, measured before and after the repetitions). ``--precision`` sets the grid's
+(default: the profile's, ``auto`` resolved for this machine); the plain loop stays fp32.
+
     python benchmarks/grid_speed.py                      # quick, mnist5k cell, 10 seeds, 3 reps
     python benchmarks/grid_speed.py --seeds 2 --reps 1   # a one-minute check
+    python benchmarks/grid_speed.py --precision fp32     # the grid in fp32, whatever the profile says
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -24,12 +35,12 @@ import torch
 import torch.nn.functional as F
 
 from pruneflow import data, models, prune
-from pruneflow.devices import default_device, generator, seeded
+from pruneflow.devices import default_device, generator, resolve_precision, seeded
 from pruneflow.experiment import grid, results
 from pruneflow.experiment.config import CONTROL, PruneConfig
 from pruneflow.experiment.profiles import Profile, load_profile
 from pruneflow.experiment.tasks import Stopwatch, Stream, stream_seed
-from pruneflow.train import Schedule, gradient_batches
+from pruneflow.train import PRECISIONS, Schedule, gradient_batches, validation_split
 
 
 def train(model, ds, s: Schedule, seed: int, masks=None) -> None:
@@ -89,6 +100,55 @@ def plain_loop(runs: list[PruneConfig]) -> dict[str, float]:
     return found
 
 
+def multiply_adds(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of one forward pass of one sample: linear in x out, convolution
+    out x in/groups x kh x kw x output pixels (counted from a pass with hooks)."""
+    total = 0
+
+    def count(module, _inputs, output) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.Linear):
+            total += module.in_features * module.out_features
+        elif isinstance(module, torch.nn.Conv2d):
+            kernel = math.prod(module.kernel_size) * module.in_channels // module.groups
+            total += kernel * output[0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *input_shape))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def training_flop(runs: list[PruneConfig]) -> float:
+    """6 x multiply-adds x training samples x epochs over the dense models and fine-tunings of ``runs``."""
+    flop = 0.0
+    for dense in dict.fromkeys(r.dense for r in runs):
+        ds = data.load(dense.dataset)
+        macs = multiply_adds(
+            models.build(dense.model, ds.input_shape, ds.num_classes, dense.width), ds.input_shape
+        )
+        samples = len(validation_split(len(ds.y_train), dense.train.validation)[0])
+        epochs = dense.train.epochs + sum(r.finetune_epochs for r in runs if r.dense == dense)
+        flop += 6 * macs * samples * epochs
+    return flop
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, tries: int = 5) -> float:
+    """GFLOP/s of the best of ``tries`` size x size products on every core (2 size^3 flop each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    best = math.inf
+    for _ in range(tries + 1):  # the first one warms up
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return 2 * size**3 / best / 1e9
+
+
 def grid_run(profile: Profile, clock: Stopwatch) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         grid.run(profile, folder, progress=False, stopwatch=clock)
@@ -109,6 +169,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads of the plain loop (default: torch's)"
     )
+    parser.add_argument(
+        "--precision", choices=[*PRECISIONS, "auto"], default=None, help="the grid's (default: the profile's)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,26 +181,37 @@ def main() -> None:
         for r in full.runs
         if r.dense.dataset == args.dataset and r.dense.seed < args.seeds and r.strategy != CONTROL
     ]
+    if args.precision:
+        precision = resolve_precision(args.precision)
+        train = dataclasses.replace(runs[0].dense.train, precision=precision)
+        runs = [dataclasses.replace(r, dense=dataclasses.replace(r.dense, train=train)) for r in runs]
+    precision = runs[0].dense.train.precision
     cell = Profile(full.name, full.description, full.spec, {args.grid: tuple(runs)})
     data.load(args.dataset)  # loaded once, outside both timings
-    plain_loop(runs[:1])  # warm up torch's kernels outside both timings
+    fp32 = dataclasses.replace(runs[0].dense.train, precision="fp32")
+    plain = [dataclasses.replace(r, dense=dataclasses.replace(r.dense, train=fp32)) for r in runs]
+    plain_loop(plain[:1])  # warm up torch's kernels outside both timings
+    peaks = {dtype: [matmul_peak(dtype)] for dtype in (torch.float32, torch.bfloat16)}
 
     plain_s, grid_s, clock = [], [], Stopwatch()
     for _ in range(args.reps):
         start = time.perf_counter()
-        reference = plain_loop(runs)
+        reference = plain_loop(plain)
         plain_s.append(time.perf_counter() - start)
         clock = Stopwatch()
         start = time.perf_counter()
         ours = grid_run(cell, clock)
         grid_s.append(time.perf_counter() - start)
-    gap = max(abs(ours[k] - reference[k]) for k in reference)
+    for dtype, measured in peaks.items():
+        measured.append(matmul_peak(dtype))
+    gap = statistics.median(abs(ours[r.id] - reference[p.id]) for r, p in zip(runs, plain, strict=True))
     ratios = [p / g for p, g in zip(plain_s, grid_s, strict=True)]
 
     print(
         f"{full.name}/{args.grid}, {args.dataset}, seeds 0..{args.seeds - 1}: {len(runs)} runs of "
-        f"{len({r.dense for r in runs})} dense models on {default_device()}; plain loop on "
-        f"{torch.get_num_threads()} threads, grid on {grid.default_workers(default_device())} worker(s)"
+        f"{len({r.dense for r in runs})} dense models on {default_device()}; plain loop (fp32) on "
+        f"{torch.get_num_threads()} threads, grid ({precision}) on "
+        f"{grid.default_workers(default_device())} worker(s)"
     )
     print(
         f"plain loop: median {statistics.median(plain_s):7.1f} s  ({', '.join(f'{s:.1f}' for s in plain_s)})"
@@ -147,14 +221,28 @@ def main() -> None:
         f"ratio plain / grid: median {statistics.median(ratios):.2f}x "
         f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x over {args.reps} reps)"
     )
+    flop = training_flop(runs)
+    peak = {dtype: max(measured) for dtype, measured in peaks.items()}
+    print(
+        f"training arithmetic: {flop / 1e12:.2f} TFLOP (6 x multiply-adds x samples x epochs); matmul "
+        f"peak on {os.cpu_count()} cores: fp32 {peak[torch.float32]:.0f} GFLOP/s, "
+        f"bf16 {peak[torch.bfloat16]:.0f} GFLOP/s"
+    )
+    for name, wall in (("plain loop", plain_s), ("grid", grid_s)):
+        rate = flop / statistics.median(wall) / 1e9
+        print(
+            f"  {name:<10} {rate:7.1f} GFLOP/s = {rate / peak[torch.float32]:6.1%} of the fp32 peak, "
+            f"{rate / peak[torch.bfloat16]:6.1%} of the bf16 peak"
+        )
     work = sum(clock.seconds.values())
     print(f"grid phases (last rep, worker seconds summed over processes: {work:.1f} s)")
     for phase in ("dense", "prune", "finetune", "evaluate"):
         print(f"  {phase:<10} {clock.seconds[phase]:7.1f} s  {clock.seconds[phase] / work:6.1%}")
-    print(f"largest fine-tuned accuracy gap, grid vs plain loop: {gap:.3g} over {len(reference)} runs")
+    print(f"median fine-tuned accuracy gap, grid vs plain loop: {gap:.3g} over {len(reference)} runs")
     print(
-        "(not bit for bit: the grid's workers run single-threaded and fine-tune 10 runs at once (vmapped), "
-        "so float sums round differently and SGD amplifies it; the distributions agree)"
+        "(not bit for bit: the grid's workers run single-threaded and train seeds and fine-tune runs "
+        "together (vmapped), so float sums round differently (bf16: more) and SGD amplifies it; the "
+        "distributions agree: benchmarks/precision_equivalence.py)"
     )
 
 

@@ -13,7 +13,8 @@ augmented dataset, its own crops and flips) from ``generator(seeds[i])``, so the
 matrix products. Buffers (BatchNorm's running statistics) are stacked like the parameters: under
 ``vmap`` each model normalises by its own batch statistics and updates its own running ones.
 With a validation split, each model ends with the parameters and buffers of its own epoch of
-lowest validation loss, as ``fit`` keeps them.
+lowest validation loss, as ``fit`` keeps them. With ``precision="bf16"`` the forward pass and
+loss run under bf16 autocast, as in ``fit``; weights, gradients and momenta stay fp32.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ def fit_many(
     The models must share one architecture, device and dtype; ``data`` must be on their device.
     Raises ``ValueError`` otherwise, and ``Diverged`` when a model's epoch loss is not finite (every
     model then holds its weights and statistics of that epoch)."""
-    if schedule.precision != "fp32":
-        raise ValueError(f"fit_many trains in fp32 only, got precision={schedule.precision!r}; use fit")
     masks = _check(models, data, seeds, masks)
     for model in models:
         model.train()
@@ -57,8 +56,11 @@ def fit_many(
     kept = _stack_masks(models, masks, params)
     base = copy.deepcopy(models[0]).to("meta")
 
+    bf16 = schedule.precision == "bf16"
+
     def loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        value = F.cross_entropy(functional_call(base, (p, b), (x,)), y)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            value = F.cross_entropy(functional_call(base, (p, b), (x,)), y)
         return value, value
 
     grad_and_loss = vmap(grad(loss, has_aux=True))

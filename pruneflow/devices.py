@@ -33,3 +33,40 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # native bf16 matrix instructions: x86 AMX or AVX-512, ARM
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The feature flags of the first CPU in ``cpuinfo`` (the text of /proc/cpuinfo, read when
+    None; empty where there is none, e.g. macOS): its ``flags`` line (x86) or ``Features`` (ARM)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as file:
+                cpuinfo = file.read()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def fast_bf16(device: torch.device | None = None) -> bool:
+    """Whether ``device`` (default: :func:`default_device`) multiplies bf16 matrices natively: on
+    CUDA ``torch.cuda.is_bf16_supported()``, on a CPU one of :data:`BF16_FLAGS` among its flags
+    (without them bf16 is emulated and slower than fp32)."""
+    device = device or default_device()
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+    """``auto`` -> ``bf16`` where :func:`fast_bf16` says the device has native bf16 matrix
+    instructions, else ``fp32``; any other value is returned as it is."""
+    if precision != "auto":
+        return precision
+    return "bf16" if fast_bf16(device) else "fp32"

@@ -184,7 +184,11 @@ def jupyter_book(root: Path) -> subprocess.CompletedProcess:
     """``PRUNEFLOW_PROFILE=smoke_toy.yaml jupyter-book build book`` in ``root`` (the smoke profile and
     the toy page), results in ``root/results``."""
     command = Path(sys.executable).parent / "jupyter-book"
-    environ = os.environ | {"PRUNEFLOW_PROFILE": str(root / TOY), "PRUNEFLOW_RESULTS": "results"}
+    environ = os.environ | {
+        "PRUNEFLOW_PROFILE": str(root / TOY),
+        "PRUNEFLOW_RESULTS": "results",
+        book.PHASES_ENV: str(root / "phases.json"),
+    }
     return subprocess.run(
         [str(command if command.exists() else "jupyter-book"), "build", "book"],
         cwd=root,
@@ -223,6 +227,8 @@ def built(tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     count = len(pages.plan(load_profile("smoke"))) + 1
     assert f"pages: {count} executed, 0 unchanged" in done.stdout
+    phases = json.loads((root / "phases.json").read_text())  # what `pruneflow report` prints
+    assert set(phases) == {"grid", "pages"} and phases["grid"] > 0 and phases["pages"] > 0
     return root / "_build" / "html" / "index.html"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import multiprocessing
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
@@ -33,12 +34,15 @@ from .config import DenseConfig, PruneConfig
 from .plugins import import_plugins, imported
 from .profiles import Profile, check_datasets, load_profile
 from .results import DEFAULT_ROOT, Collected, Store, collect
-from .tasks import Outcome, RunContext, Stopwatch, cached, run_group
+from .tasks import Outcome, RunContext, Stopwatch, cached, run_groups
 
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
 EXECUTORS = ("local", "dask")
-FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}  # runs of a dense model fine-tuned at once (vmapped)
+FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}  # runs of a cell's dense models fine-tuned at once (vmapped)
+# Dense models of a cell (its seeds) trained at once (vmapped). On a CPU one LeNet-300-100 step already
+# keeps a core busy: 8 at once measured no faster than one by one (fp32 and bf16, 2-core EPYC), so 1.
+DENSE_TOGETHER = {"cuda": 8, "cpu": 1}
 GRACE_SECONDS = 3.0  # after Ctrl-C, how long running workers may take to finish the run at hand
 
 
@@ -124,6 +128,7 @@ def run(
     scheduler: str | None = None,
     finetune_together: int | None = None,
     workers: int | None = None,
+    dense_together: int | None = None,
 ) -> Summary:
     """Run every run of ``spec`` into ``results`` that is not stored there yet, and return what was
     done; the rows are read with :func:`.results.collect` or :func:`.results.load`. When nothing is
@@ -133,12 +138,13 @@ def run(
     :data:`GRACE_SECONDS` (a second Ctrl-C: at once) and raises :class:`Stopped`; what finished is
     stored, so a rerun resumes.
 
-    ``executor="local"`` runs on this machine: dense models (each with its runs) are spread over
+    ``executor="local"`` runs on this machine: batches of up to ``dense_together`` dense models of a
+    cell (default :data:`DENSE_TOGETHER`), each batch with all their runs, are spread over
     ``workers`` single-threaded processes (default: one per core on a CPU, see
-    :func:`default_workers`; 1 runs in this process), ``stopwatch`` collects the seconds per phase
-    (summed over workers), and ``finetune_together`` runs of one dense model are fine-tuned at once
-    (default :data:`FINETUNE_TOGETHER`: 8 on CUDA, 10 on a CPU, where it saves a sixth of the
-    per-step overhead; equal to one by one up to float rounding).
+    :func:`default_workers`; 1 runs in this process); a batch's dense models are trained at once,
+    and ``finetune_together`` of its runs (default :data:`FINETUNE_TOGETHER`) are fine-tuned at once,
+    across its dense models (both vmapped, :func:`pruneflow.batched.fit_many`: equal to one by one
+    up to float rounding). ``stopwatch`` collects the seconds per phase (summed over workers).
     Same seeds give identical rows in the same mode; another thread count may change float
     reductions, so rows agree only up to a few test samples (tests/test_grid.py states by how much);
     ``"dask"`` sends the runs to the Dask cluster at ``scheduler``, or to a new local one
@@ -153,7 +159,8 @@ def run(
     outcomes = _cached(done, runs)
     if done.missing:
         _check_computable(done.missing, results)
-        store, options = Store(results), (device, stopwatch, executor, scheduler, finetune_together, workers)
+        options = (device, stopwatch, executor, scheduler, finetune_together, workers, dense_together)
+        store = Store(results)
         with _sigint_restored():
             try:
                 with store.lock():
@@ -201,6 +208,7 @@ def _compute(
     scheduler: str | None,
     finetune_together: int | None,
     workers: int | None,
+    dense_together: int | None,
 ) -> list[Outcome]:
     """Outcomes of the missing ``runs``: read back if stored by now (another grid may have held the
     lock), else computed with the options of :func:`run`; the caller holds the folder's lock.
@@ -214,7 +222,8 @@ def _compute(
             return outcomes + run_on_dask(done.missing, store, scheduler, progress)
         device = device or default_device()
         together = finetune_together or FINETUNE_TOGETHER.get(device.type, 1)
-        ctx = RunContext(store, device, stopwatch or Stopwatch(), together)
+        dense = dense_together or DENSE_TOGETHER.get(device.type, 1)
+        ctx = RunContext(store, device, stopwatch or Stopwatch(), together, dense_together=dense)
         bar = tqdm(total=total, initial=total - len(done.missing), unit="run", disable=not progress)
         with bar:
             return outcomes + _run_here(done.missing, ctx, bar, workers or default_workers(device))
@@ -253,28 +262,29 @@ def _by_run(done: Collected, runs: list[PruneConfig]) -> list[pd.DataFrame]:
 
 
 def _run_here(runs: list[PruneConfig], ctx: RunContext, bar: tqdm, workers: int) -> list[Outcome]:
-    """Every run, grouped by dense model so that each is trained or loaded once: here (``workers``
-    = 1) or in a pool of ``workers`` processes, one dense model at a time each (:func:`_work_group`);
-    ``bar`` counts the runs done."""
+    """Every run, grouped by dense model so that each is trained or loaded once, and the dense
+    models in batches (:func:`batches`): here (``workers`` = 1) or in a pool of ``workers``
+    processes, one batch at a time each (:func:`_work_batch`); ``bar`` counts the runs done."""
     groups: dict[DenseConfig, list[PruneConfig]] = {}
     for r in runs:
         groups.setdefault(r.dense, []).append(r)
+    work = batches(groups, ctx.dense_together, workers)
     outcomes: list[Outcome] = []
-    if workers > 1 and len(groups) > 1:
+    if workers > 1 and len(work) > 1:
         # fork: workers inherit the loaded code and data, and scripts need no __main__ guard
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         threads = max(1, (os.cpu_count() or 1) // workers)
         stop = context.Event()
         pool = ProcessPoolExecutor(
-            min(workers, len(groups)),
+            min(workers, len(work)),
             mp_context=context,
             initializer=_init_worker,
             initargs=(threads, imported(), stop),
         )
+        root, options = str(ctx.store.root), (ctx.together, ctx.dense_together)
         futures = {
-            pool.submit(_work_group, dense, group, str(ctx.store.root), ctx.together): len(group)
-            for dense, group in groups.items()
+            pool.submit(_work_batch, batch, root, *options): sum(map(len, batch.values())) for batch in work
         }
         try:
             for future in as_completed(futures):
@@ -283,16 +293,34 @@ def _run_here(runs: list[PruneConfig], ctx: RunContext, bar: tqdm, workers: int)
                 ctx.clock.seconds.update(seconds)
                 bar.update(futures[future])
         except KeyboardInterrupt:
-            stop.set()  # workers end their group after the run at hand
+            stop.set()  # workers end their batch after the run at hand
             _stop_pool(pool, list(futures))
             raise
         finally:
             pool.shutdown(cancel_futures=True)  # returns at once after _stop_pool
     else:
-        for dense, group in groups.items():
-            outcomes += run_group(dense, group, ctx)
-            bar.update(len(group))
+        for batch in work:
+            outcomes += run_groups(batch, ctx)
+            bar.update(sum(map(len, batch.values())))
     return outcomes
+
+
+def batches(
+    groups: dict[DenseConfig, list[PruneConfig]], size: int, workers: int
+) -> list[dict[DenseConfig, list[PruneConfig]]]:
+    """The dense models of ``groups`` (each with its runs) in batches of one cell (dataset, model,
+    width and schedule; seeds differ) of at most ``size``, and at least ``min(workers, seeds)`` per
+    cell so that a lone cell keeps every worker busy; cut evenly (a cell of n in k batches: n // k
+    or n // k + 1 each), the largest batches first (the longest work starts first)."""
+    cells: dict[DenseConfig, list[DenseConfig]] = {}
+    for dense in groups:
+        cells.setdefault(replace(dense, seed=0), []).append(dense)
+    work = []
+    for denses in cells.values():
+        n = len(denses)
+        k = max(math.ceil(n / max(1, size)), min(workers, n))
+        work += [{d: groups[d] for d in denses[i * n // k : (i + 1) * n // k]} for i in range(k)]
+    return sorted(work, key=lambda batch: -sum(map(len, batch.values())))
 
 
 def _stop_pool(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
@@ -328,16 +356,17 @@ def _init_worker(threads: int, plugins: list[str], stop: Event) -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _work_group(
-    dense: DenseConfig, group: list[PruneConfig], root: str, together: int
+def _work_batch(
+    batch: dict[DenseConfig, list[PruneConfig]], root: str, together: int, dense_together: int
 ) -> tuple[list[Outcome], Counter[str]]:
-    """One dense model and its runs in a pool worker (CPU); returns outcomes and seconds per phase."""
+    """A batch of dense models and their runs in a pool worker (CPU); returns outcomes and seconds
+    per phase."""
     if _STOP is not None and _STOP.is_set():
         return [], Counter()
-    ctx = RunContext(Store(root), torch.device("cpu"), together=together)
+    ctx = RunContext(Store(root), torch.device("cpu"), together=together, dense_together=dense_together)
     if _STOP is not None:
         ctx.stopping = _STOP.is_set
-    return run_group(dense, group, ctx), ctx.clock.seconds
+    return run_groups(batch, ctx), ctx.clock.seconds
 
 
 def default_workers(device: torch.device) -> int:

@@ -9,7 +9,8 @@ and models they register can be named::
     name: quick
     plugins: [my_package.my_strategies, path/to/file.py]   # optional
     seeds: 10                     # seeds 0..9
-    train: {epochs: 20, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4, batch_size: 128}
+    train: {epochs: 20, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4, batch_size: 128,
+            precision: auto}      # fp32 (default), bf16, or auto: see below
     finetune: {epochs: 5, lr: 0.01}   # or a step schedule: lr_steps: [[3, 1], [2, 0.1]]
     pruning: {basis: prunable, grad_batches: 1, grad_batch_size: 128}
     datasets:                     # per-dataset default model and training overrides
@@ -42,6 +43,11 @@ keeps exactly as many weights as the mask-drawing strategy ``M`` (``RP-bernoulli
 keeps at the same asked ratio and basis on the same dense model (:attr:`.config.PruneConfig.match`);
 its rows carry ``S@M`` as their strategy, the asked ratio as ``compression`` and the realised ratio
 on both bases, and ``--only strategy=MP@UP-authors`` selects it.
+
+``precision: auto`` is resolved when the profile is loaded, for the machine at hand
+(:func:`pruneflow.devices.resolve_precision`): ``bf16`` (autocast, weights and optimizer state in
+fp32) where the default device has native bf16 matrix instructions, ``fp32`` elsewhere. The
+resolved value is what enters each run's config and hash, so a bf16 run is never read back as fp32.
 """
 
 from __future__ import annotations
@@ -55,11 +61,12 @@ from typing import Any
 import yaml
 
 from ..data import DATA_ENV, DATASETS, available, data_root
+from ..devices import resolve_precision
 from ..models import MODELS
 from ..pruning import BASES
 from ..registry import check_choice
 from ..strategies import STRATEGIES
-from ..train import Schedule
+from ..train import PRECISIONS, Schedule
 from .config import CONTROL, MATCH, DenseConfig, PruneConfig, parse_label
 from .plugins import import_plugins
 
@@ -109,7 +116,7 @@ SCHEDULE = {
     "momentum": "number",
     "weight_decay": "number",
     "batch_size": "int",
-    "precision": "str",
+    "precision": "precision",  # fp32, bf16, or auto: bf16 where the device has native bf16 units
     "lr_steps": [["number"]],  # [[epochs, lr factor], ...] stages of a step schedule
     "validation": "number",  # held-out fraction for best-validation-loss selection
 }
@@ -224,6 +231,7 @@ def _choices(leaf: str) -> list[str] | None:
         "strategy": STRATEGIES.names(),
         "basis": list(BASES),
         "model": MODELS.names(),
+        "precision": [*PRECISIONS, "auto"],
     }.get(leaf)
 
 
@@ -311,7 +319,7 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
                 f"training of {dataset!r} has no {' or '.join(map(repr, missing))}: set them under "
                 f"train: (or datasets.{dataset}.train:)"
             )
-        train = Schedule(**train)
+        train = Schedule(**{**train, "precision": resolve_precision(train.get("precision", "fp32"))})
         models = grid.get("models", [per_dataset.get("model")])
         tuning = {
             "finetune_epochs": finetune.get("epochs", 10),

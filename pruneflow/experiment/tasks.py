@@ -69,6 +69,7 @@ class Stopwatch:
 
 
 Shared = dict[tuple[Any, ...], Any]  # of one dense model: ratio-free scores, matched runs' kept counts
+Prepared = tuple[pa.Table, torch.nn.Module | None, data.Dataset | None]  # a dense model's rows, weights, data
 
 
 def _never() -> bool:
@@ -78,17 +79,20 @@ def _never() -> bool:
 @dataclass
 class RunContext:
     """Where and how runs are carried out: the store they are read from and written to, the device,
-    the phase clock, how many runs are fine-tuned at once, the ratio-free scores of the dense model
-    at hand (``shared``, by strategy and gradient batches; :func:`run_group` starts it empty), and
-    ``stopping``, asked before each run (or batch of runs fine-tuned together): True ends the group
-    there (an interrupted grid lets a worker finish the run at hand, then stop)."""
+    the phase clock, how many runs are fine-tuned at once (``together``) and how many dense models
+    of one cell are trained at once (``dense_together``), the ratio-free scores of each dense model
+    at hand (``shared``: dense model -> its scores by strategy and gradient batches;
+    :func:`run_groups` starts it empty), and ``stopping``, asked before each run (or batch of runs
+    fine-tuned together): True ends the group there (an interrupted grid lets a worker finish the
+    run at hand, then stop)."""
 
     store: Store
     device: torch.device
     clock: Stopwatch = field(default_factory=Stopwatch)
     together: int = 1
-    shared: Shared = field(default_factory=dict)
+    shared: dict[DenseConfig, Shared] = field(default_factory=dict)
     stopping: Callable[[], bool] = _never
+    dense_together: int = 1
 
 
 @dataclass(frozen=True)
@@ -110,33 +114,41 @@ class Outcome:
 
 
 def run_group(dense: DenseConfig, group: list[PruneConfig], ctx: RunContext) -> list[Outcome]:
-    """The dense model of ``group`` (trained, or read back) and every run of ``group`` from it, each
-    read back if stored; ``ctx.together`` > 1 fine-tunes that many runs at once (:func:`fit_many`,
-    fp32 only). A ratio-free strategy scores the dense model once for all its ratios."""
+    """The dense model of ``group`` and every run of ``group`` from it (:func:`run_groups`)."""
+    return run_groups({dense: group}, ctx)
+
+
+def run_groups(groups: dict[DenseConfig, list[PruneConfig]], ctx: RunContext) -> list[Outcome]:
+    """The dense models of ``groups`` (trained, ``ctx.dense_together`` of a cell at once, or read
+    back) and every run of each from its dense model, each read back if stored; ``ctx.together`` > 1
+    fine-tunes that many runs at once (:func:`fit_many`), across dense models. A ratio-free strategy
+    scores each dense model once for all its ratios."""
     ctx = replace(ctx, shared={})
-    tables = {r: ctx.store.read(r) for r in group}
-    todo = [r for r in group if tables[r] is None]
-    dense_table, model, dataset = prepare_dense(dense, ctx, need_model=bool(todo))
-    outcomes = [Outcome("dense", dense_table), *(cached(t) for t in tables.values() if t is not None)]
-    if ctx.together > 1 and todo and model is not None and dense.train.precision == "fp32":
-        for chunk in _chunks(todo, ctx.together):
+    tables = {r: ctx.store.read(r) for group in groups.values() for r in group}
+    need = {d: any(tables[r] is None for r in group) for d, group in groups.items()}
+    prepared = prepare_denses(list(groups), ctx, need)
+    outcomes = [Outcome("dense", p[0]) for p in prepared.values()]
+    outcomes += [cached(t) for t in tables.values() if t is not None]
+    todo = [r for r in tables if tables[r] is None]
+    if ctx.together > 1:
+        for chunk in _chunks([r for r in todo if prepared[r.dense][1] is not None], ctx.together):
             if ctx.stopping():
-                break
-            rows = prune_runs_together(chunk, model, dataset, dense_table, ctx)
+                return outcomes
+            rows = prune_runs_together(chunk, prepared, ctx)
             outcomes += [store_rows(r, rows[r], ctx.store) for r in chunk]
-    else:
-        for run in todo:
-            if ctx.stopping():
-                break
-            outcomes.append(run_cell(run, model, dataset, dense_table, ctx))
+        todo = [r for r in todo if prepared[r.dense][1] is None]  # their dense model failed
+    for run in todo:
+        if ctx.stopping():
+            break
+        outcomes.append(run_cell(run, *prepared[run.dense][1:], prepared[run.dense][0], ctx))
     return outcomes
 
 
 def _chunks(runs: list[PruneConfig], size: int) -> Iterator[list[PruneConfig]]:
-    """Runs in groups of at most ``size`` sharing one fine-tuning schedule."""
+    """Runs in groups of at most ``size`` sharing one fine-tuning schedule and one architecture."""
     by_schedule: dict[Any, list[PruneConfig]] = {}
     for r in runs:
-        by_schedule.setdefault(r.finetune, []).append(r)
+        by_schedule.setdefault((r.finetune, replace(r.dense, seed=0)), []).append(r)
     for same in by_schedule.values():
         for i in range(0, len(same), size):
             yield same[i : i + size]
@@ -152,25 +164,44 @@ def cached(table: pa.Table) -> Outcome:
     return Outcome("cached" if _ok(table) else "failed", table)
 
 
-def prepare_dense(
-    dense: DenseConfig, ctx: RunContext, need_model: bool
-) -> tuple[pa.Table, torch.nn.Module | None, data.Dataset | None]:
+def prepare_dense(dense: DenseConfig, ctx: RunContext, need_model: bool) -> Prepared:
     """The dense model's rows and, if ``need_model``, its trained weights and dataset on ``ctx.device``:
     read back from the store, or trained (and stored) when missing or unreadable."""
-    store = ctx.store
-    table = store.read(dense)
-    if table is not None and not need_model:
-        return table, None, None
-    dataset = data.load(dense.dataset).to(ctx.device)
-    if table is not None and not _ok(table):  # a failed dense model stays failed
-        return table, None, dataset
-    if table is not None and (model := _restore(dense, dataset, store)) is not None:
-        return table, model.to(ctx.device), dataset
-    model, rows, history = train_dense(dense, dataset, ctx)
-    if model is not None:
-        store.save_weights(dense, model.state_dict())
-    store.write(dense, rows, history)
-    return pa.Table.from_pylist(rows, schema=SCHEMA), model, dataset
+    return prepare_denses([dense], ctx, {dense: need_model})[dense]
+
+
+def prepare_denses(
+    denses: list[DenseConfig], ctx: RunContext, need: dict[DenseConfig, bool]
+) -> dict[DenseConfig, Prepared]:
+    """:func:`prepare_dense` of each of ``denses`` (``need``: whether its model is needed); those to
+    train are trained ``ctx.dense_together`` at once where they share dataset, model and schedule."""
+    store, loaded, prepared = ctx.store, {}, {}
+    missing: dict[DenseConfig, list[DenseConfig]] = {}  # cell (seed 0) -> its dense models to train
+    for dense in denses:
+        table = store.read(dense)
+        if table is not None and not need[dense]:
+            prepared[dense] = (table, None, None)
+            continue
+        if dense.dataset not in loaded:
+            loaded[dense.dataset] = data.load(dense.dataset).to(ctx.device)
+        dataset = loaded[dense.dataset]
+        if table is not None and not _ok(table):  # a failed dense model stays failed
+            prepared[dense] = (table, None, dataset)
+        elif table is not None and (model := _restore(dense, dataset, store)) is not None:
+            prepared[dense] = (table, model.to(ctx.device), dataset)
+        else:
+            missing.setdefault(replace(dense, seed=0), []).append(dense)
+    size = max(1, ctx.dense_together)
+    for cell in missing.values():
+        dataset = loaded[cell[0].dataset]
+        for start in range(0, len(cell), size):
+            chunk = cell[start : start + size]
+            for dense, (model, rows, history) in zip(chunk, train_denses(chunk, dataset, ctx), strict=True):
+                if model is not None:
+                    store.save_weights(dense, model.state_dict())
+                store.write(dense, rows, history)
+                prepared[dense] = (pa.Table.from_pylist(rows, schema=SCHEMA), model, dataset)
+    return {dense: prepared[dense] for dense in denses}
 
 
 def _restore(dense: DenseConfig, dataset: data.Dataset, store: Store) -> torch.nn.Module | None:
@@ -248,6 +279,16 @@ def _failure(common: dict[str, Any], error: BaseException) -> list[dict[str, Any
     return [{**common, "stage": "failed", "status": status, "reason": reason}]
 
 
+def _dense_common(dense: DenseConfig, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+    return {
+        **_common(dense, model, device),
+        "run_id": dense.id,
+        "compression": 1.0,
+        "compression_prunable": 1.0,
+        "compression_all": 1.0,
+    }
+
+
 def train_dense(
     dense: DenseConfig, dataset: data.Dataset, ctx: RunContext
 ) -> tuple[torch.nn.Module | None, list[dict[str, Any]], History | None]:
@@ -255,13 +296,7 @@ def train_dense(
     failed); nothing is stored."""
     start, clock = time.perf_counter(), ctx.clock
     model = build_model(dense, dataset).to(ctx.device)
-    common = {
-        **_common(dense, model, ctx.device),
-        "run_id": dense.id,
-        "compression": 1.0,
-        "compression_prunable": 1.0,
-        "compression_all": 1.0,
-    }
+    common = _dense_common(dense, model, ctx.device)
     try:
         with clock("dense"):
             history = fit(model, dataset, dense.train, seed=stream_seed(Stream.ORDER, dense.seed))
@@ -270,6 +305,34 @@ def train_dense(
     except Exception as error:  # a failure is data: recorded, and the grid goes on
         return None, _with_time(_failure(common, error), start), None
     return model, _with_time(_class_rows(common, "dense", confusion), start), history
+
+
+def train_denses(
+    denses: list[DenseConfig], dataset: data.Dataset, ctx: RunContext
+) -> list[tuple[torch.nn.Module | None, list[dict[str, Any]], History | None]]:
+    """:func:`train_dense` of each of ``denses`` (one dataset, model and schedule), trained together
+    (:func:`fit_many`, equal to one by one up to float rounding); if that fails (e.g. one diverges)
+    they are trained again one by one, each with its own status."""
+    if len(denses) == 1:
+        return [train_dense(denses[0], dataset, ctx)]
+    start, clock = time.perf_counter(), ctx.clock
+    built = [build_model(dense, dataset).to(ctx.device) for dense in denses]
+    try:
+        with clock("dense"):
+            seeds = [stream_seed(Stream.ORDER, dense.seed) for dense in denses]
+            histories = fit_many(built, dataset, denses[0].train, seeds=seeds)
+        with clock("evaluate"):
+            confusions = [evaluate(m, dataset.x_test, dataset.y_test, dataset.num_classes) for m in built]
+    except Exception:
+        return [train_dense(dense, dataset, ctx) for dense in denses]
+    return [
+        (
+            model,
+            _with_time(_class_rows(_dense_common(dense, model, ctx.device), "dense", confusion), start),
+            history,
+        )
+        for dense, model, confusion, history in zip(denses, built, confusions, histories, strict=True)
+    ]
 
 
 def _dense_failed(run: PruneConfig, dense_table: pa.Table) -> list[dict[str, Any]]:
@@ -318,7 +381,7 @@ def _prune_step(
     ctx: RunContext,
     start: float,
 ) -> _Pruned:
-    clock, shared = ctx.clock, ctx.shared
+    clock, shared = ctx.clock, ctx.shared.setdefault(run.dense, {})
     if run.strategy == CONTROL:  # t = 1: every weight kept, fine-tuned with the same schedule
         model = copy.deepcopy(dense_model)
         common = {**common, "compression_prunable": 1.0, "compression_all": 1.0}
@@ -406,16 +469,14 @@ def prune_run(
 
 
 def prune_runs_together(
-    runs: list[PruneConfig],
-    dense_model: torch.nn.Module,
-    dataset: data.Dataset,
-    dense_table: pa.Table,
-    ctx: RunContext,
+    runs: list[PruneConfig], prepared: dict[DenseConfig, Prepared], ctx: RunContext
 ) -> dict[PruneConfig, list[dict[str, Any]]]:
-    """Rows of runs with one fine-tuning schedule, fine-tuned together (:func:`batched.fit_many`);
-    if that fails (e.g. one diverges) they are redone one by one, each with its own status."""
+    """Rows of runs with one fine-tuning schedule and dataset, each from its trained dense model in
+    ``prepared`` (:func:`prepare_denses`), fine-tuned together (:func:`batched.fit_many`); if that
+    fails (e.g. one diverges) they are redone one by one, each with its own status."""
     rows, ready = {}, []
     for run in runs:
+        _, dense_model, dataset = prepared[run.dense]
         start, common = time.perf_counter(), _run_common(run, dense_model, ctx.device)
         try:
             ready.append(_prune_step(run, common, dense_model, dataset, ctx, start))
@@ -433,7 +494,10 @@ def prune_runs_together(
                 masks=[p.masks for p in ready],
             )
     except Exception:
-        return rows | {p.run: prune_run(p.run, dense_model, dataset, dense_table, ctx) for p in ready}
+        redo = {
+            p.run: prune_run(p.run, *prepared[p.run.dense][1:], prepared[p.run.dense][0], ctx) for p in ready
+        }
+        return rows | redo
     return rows | {p.run: _finish(p, dataset, ctx.clock) for p in ready}
 
 

@@ -3,6 +3,7 @@ reference of each page's alpha_hat, and the dense models' convergence (their sto
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
@@ -95,6 +96,27 @@ def batchnorm_sentence(spec: Spec) -> str:
     which = ", ".join(f"{name} ({n} BatchNorm layers)" for name, (n, _) in found.items())
     momentum = next(iter(found.values()))[1]
     return f"Models with BatchNorm: {which}. " + BATCHNORM.format(momentum=momentum)
+
+
+def precision_sentence(spec: Spec) -> str:
+    """How many dense models (each with its fine-tunings) trained in each precision, read from their
+    configs (the precision is part of every run's hash, so the rows read are the ones made so)."""
+    counts = Counter(d.train.precision for d in spec.dense)
+    said = {
+        "fp32": "in fp32",
+        "bf16": (
+            "under bf16 autocast (matrix products and losses in bfloat16; weights, gradients and "
+            "optimizer state in fp32)"
+        ),
+    }
+    if len(counts) == 1:
+        how = f"{said[next(iter(counts))]} for every model"
+    else:
+        how = " and ".join(f"for {n} dense model{'s' * (n > 1)} {said[p]}" for p, n in sorted(counts.items()))
+    return (
+        f"Training and fine-tuning ran {how}; the precision is part of each run's configuration and "
+        f"hash, so runs made in another precision are other runs."
+    )
 
 
 def datasets_table(spec: Spec) -> pd.DataFrame:
