@@ -55,12 +55,28 @@ def schedule_text(s: Schedule) -> str:
     return f"{s.epochs} epochs, lr {s.lr:g}{steps}{held}"
 
 
+def seed_counts(spec: Spec) -> dict[int, list[str]]:
+    """Independently trained models per cell -> the grids with that many (a grid may set its own)."""
+    counts: dict[int, list[str]] = {}
+    for name, runs in spec.profile.grids.items():
+        counts.setdefault(len({r.dense.seed for r in runs}), []).append(name)
+    return dict(sorted(counts.items(), reverse=True))
+
+
+def seeds_text(spec: Spec) -> str:
+    """E.g. ``30 (retraining), 20 (strategy, ...)`` models per configuration, by grid."""
+    counts = seed_counts(spec)
+    if len(counts) == 1:
+        return str(next(iter(counts)))
+    return "; ".join(f"{n} ({', '.join(grids)})" for n, grids in counts.items())
+
+
 def seeds_sentence(spec: Spec) -> str:
-    seeds = sorted({d.seed for d in spec.dense})
+    counts = seed_counts(spec)
+    each = f"Every cell has {seeds_text(spec)}" if len(counts) == 1 else f"Cells have {seeds_text(spec)}"
     return (
-        f"Every cell has {len(seeds)} independently trained models (seeds {seeds[0]} to {seeds[-1]}), each "
-        f"seed fixing initialisation and batch order; {len(spec.dense)} dense models and "
-        f"{len(spec.runs)} pruned runs in all."
+        f"{each} independently trained models, each seed fixing initialisation and batch order; "
+        f"{len(spec.dense)} dense models and {len(spec.runs)} pruned runs in all."
     )
 
 
@@ -196,14 +212,13 @@ def deviations_table(spec: Spec) -> pd.DataFrame:
     tuning: dict[str, list[str]] = {}  # schedule -> models fine-tuned with it
     for model, text in dict.fromkeys((r.dense.model, schedule_text(r.finetune)) for r in spec.runs):
         tuning.setdefault(text, []).append(model)
-    seeds = len({d.seed for d in spec.dense})
     grads = sorted({(r.grad_batches, r.grad_batch_size) for r in spec.runs})
     ours = {
         "weight_decay": f"applied: eps = {', '.join(f'{e:g}' for e in eps)} (UP needs it)",
         "random": "an exactly-sized uniformly random subset (same sparsity as the other strategies)",
         "basis": ", ".join(bases) + " (both realised ratios are recorded for every run)",
         "fine_tuning": "; ".join(f"{', '.join(m)}: {t}" for t, m in tuning.items()) + " (eps as in training)",
-        "seeds": f"{seeds} models per configuration",
+        "seeds": f"{seeds_text(spec)} models per configuration",
         "data": ", ".join(sorted({d.dataset for d in spec.dense})),
         "grad": ", ".join(f"{n} batch{'es' if n != 1 else ''} of {b}" for n, b in grads),
     }
