@@ -153,17 +153,7 @@ def pruned_minus_control(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in pruned.groupby(["dataset", "fine_tuning", "strategy", "compression"], sort=True):
         row = dict(zip(["dataset", "fine_tuning", "strategy", "compression"], key, strict=True))
-        for metric in ("alpha_hat", "accuracy"):
-            diff, low, high = diff_ci(
-                group[metric], group[f"{metric}_control"], paired=True, level=tables.LEVEL
-            )
-            row |= {
-                f"{metric}_diff": diff,
-                f"{metric}_low": low,
-                f"{metric}_high": high,
-                f"{metric}_mark": mark(low, high, reference=0.0),
-            }
-        rows.append(row | {"models": len(group)})
+        rows.append(row | tables.differences(group, group, True, suffix="_control") | {"models": len(group)})
     return pd.DataFrame(rows)
 
 

@@ -162,16 +162,23 @@ def compare(
         if len(left) < 2 or len(right) < 2:
             continue
         row = dict(zip([*by, "compression"], key, strict=True))
-        for metric in ("alpha_hat", "accuracy"):
-            diff, low, high = diff_ci(left[metric], right[metric], paired=paired, level=LEVEL)
-            row |= {
-                f"{metric}_diff": diff,
-                f"{metric}_low": low,
-                f"{metric}_high": high,
-                f"{metric}_mark": mark(low, high, reference=0.0),
-            }
-        rows.append(row | {"models": len(left)})
+        rows.append(row | differences(left, right, paired) | {"models": len(left)})
     return pd.DataFrame(rows)
+
+
+def differences(left: pd.DataFrame, right: pd.DataFrame, paired: bool, suffix: str = "") -> dict[str, object]:
+    """``{metric}_diff``, ``_low``, ``_high`` and ``_mark`` (against 0) of mean(left - right) for
+    alpha_hat and accuracy, with their 99% CIs; ``right``'s columns are ``{metric}{suffix}``."""
+    row: dict[str, object] = {}
+    for metric in ("alpha_hat", "accuracy"):
+        diff, low, high = diff_ci(left[metric], right[f"{metric}{suffix}"], paired=paired, level=LEVEL)
+        row |= {
+            f"{metric}_diff": diff,
+            f"{metric}_low": low,
+            f"{metric}_high": high,
+            f"{metric}_mark": mark(low, high, reference=0.0),
+        }
+    return row
 
 
 def difficulty_order(runs: pd.DataFrame) -> pd.DataFrame:
