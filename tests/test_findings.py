@@ -4,6 +4,7 @@ tables the conclusions page tests, and their words follow the verdicts."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -109,3 +110,22 @@ def test_retraining_finding_follows_both_references():
     assert "narrows the gaps against the dense model" in finding.sentence
     assert "but leaves the gaps as they were against the unpruned control" in finding.sentence
     assert "retraining" not in {f.key for f in findings.findings(answers())}  # no grid, no finding
+
+
+def test_a_claim_whose_families_disagree_names_each_familys_verdict():
+    """Where the architecture families reach other verdicts than the pooled test, the finding gives
+    each family's verdict and interval from the per-family table; where they agree it says nothing more."""
+    given = answers("inconclusive")
+    families = pd.concat(
+        [
+            table({"high": "supported", "low": "inconclusive"}, 5).assign(family="MLP"),
+            table({"high": "inconclusive", "low": "inconclusive"}, 6).assign(family="ResNet"),
+        ],
+        ignore_index=True,
+    )
+    found = {f.key: f.sentence for f in findings.findings(replace(given, families=families))}
+    mlp = families[(families.family == "MLP") & (families.claim == "high")].iloc[0]
+    assert f"MLP **supported** ({mlp.estimate:+.3f} ({LEVEL:.0%} CI {mlp.ci_low:+.3f}" in found["high"]
+    assert "By architecture family:" in found["high"] and "ResNet **inconclusive**" in found["high"]
+    assert "By architecture family" not in found["low"]  # every family as the pooled test
+    assert "By architecture family" not in found["excess"]  # the excess has no per-family table

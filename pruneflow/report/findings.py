@@ -27,6 +27,7 @@ class Answers:
     high: float = 20
     low: float = 4
     retraining: pd.DataFrame | None = None  # low under the paper's fine-tuning, column reference
+    families: pd.DataFrame | None = None  # the claims per architecture family (column family)
 
     def row(
         self, table: str, claim: str, compared_at: str | None = None, reference: str | None = None
@@ -92,9 +93,22 @@ def _single(key: str, table: str, claim: str, page: str, words: tuple[str, ...],
         if row is None:
             return None
         values = dict(does=_says(row, *words), ci=_ci(row), verdict=row.verdict, high=f"{a.high:g}")
-        return Finding(key, text.format(**values, low=f"{a.low:g}"), row.verdict, page, _agrees(row))
+        sentence = text.format(**values, low=f"{a.low:g}") + _by_family(a, table, row)
+        return Finding(key, sentence, row.verdict, page, _agrees(row))
 
     return make
+
+
+def _by_family(a: Answers, table: str, pooled: pd.Series) -> str:
+    """`` By architecture family: MLP **supported** (...); ...`` where two or more families test the
+    claim and one of them reaches another verdict than the pooled test; else nothing."""
+    if table != "claims" or a.families is None or a.families.empty:
+        return ""
+    rows = a.families[a.families.claim == pooled.claim]
+    if len(rows) < 2 or set(rows.verdict) == {pooled.verdict}:
+        return ""
+    each = "; ".join(f"{r.family} **{r.verdict}** ({_ci(r)})" for _, r in rows.iterrows())
+    return f" By architecture family: {each}."
 
 
 _high = _single(
