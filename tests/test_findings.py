@@ -125,7 +125,7 @@ def test_a_claim_whose_families_disagree_names_each_familys_verdict():
     )
     found = {f.key: f.sentence for f in findings.findings(replace(given, families=families))}
     mlp = families[(families.family == "MLP") & (families.claim == "high")].iloc[0]
-    assert f"MLP **supported** ({mlp.estimate:+.3f} ({LEVEL:.0%} CI {mlp.ci_low:+.3f}" in found["high"]
+    assert f"MLP **supported**, {mlp.estimate:+.3f} ({LEVEL:.0%} CI {mlp.ci_low:+.3f}" in found["high"]
     assert "By architecture family:" in found["high"] and "ResNet **inconclusive**" in found["high"]
     assert "By architecture family" not in found["low"]  # every family as the pooled test
     assert "By architecture family" not in found["excess"]  # the excess has no per-family table

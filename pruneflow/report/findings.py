@@ -107,7 +107,7 @@ def _by_family(a: Answers, table: str, pooled: pd.Series) -> str:
     rows = a.families[a.families.claim == pooled.claim]
     if len(rows) < 2 or set(rows.verdict) == {pooled.verdict}:
         return ""
-    each = "; ".join(f"{r.family} **{r.verdict}** ({_ci(r)})" for _, r in rows.iterrows())
+    each = "; ".join(f"{r.family} **{r.verdict}**, {_ci(r)}" for _, r in rows.iterrows())
     return f" By architecture family: {each}."
 
 
