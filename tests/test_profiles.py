@@ -74,7 +74,7 @@ CASES = {  # id: (YAML text, or a spec to dump; regexes the message must match)
     ),
     "bad precision in a grid's train": (
         edited(("grids", "g", "train"), {"precision": "fp8"}),
-        ["grids.g: unknown precision 'fp8'", "'fp32', 'bf16'"],
+        ["grids.g.train.precision: unknown precision 'fp8'", "'fp32', 'bf16', 'auto'"],
     ),
     "wrong type": (edited(("seeds",), "three"), ["seeds: expected an integer", "'three'"]),
     "bool for a number": (edited(("train", "lr"), True), ["train.lr: expected a number"]),
