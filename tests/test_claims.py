@@ -228,6 +228,9 @@ def test_each_architecture_family_gets_its_own_verdict():
 
     sentence = words.families(table)
     assert "**Architecture-specific**" in sentence and "high (MLP supported, ResNet equivalent)" in sentence
+    for name, group in table.groupby("family"):  # 12 models per cell against each claim's need
+        enough = sum(need <= 12 for need in group.seeds_margin if pd.notna(need))
+        assert f"{enough} of {len(group)} in {name}" in sentence
 
 
 def test_family_of_a_model_name():

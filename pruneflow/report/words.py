@@ -50,4 +50,16 @@ def families(table: pd.DataFrame) -> str:
         parts.append(f"**Architecture-specific** (verdicts differ between families): {'; '.join(differ)}.")
     if alone:
         parts.append(f"Testable in one family only: {'; '.join(alone)}.")
+    reach = [
+        f"{_reached(group)} of {len(group)} in {name}" for name, group in table.groupby("family", sort=False)
+    ]
+    parts.append(
+        "With these models per cell, the claims whose interval is expected to be as narrow as their "
+        f"margin (the models that would settle them, as in the power table, per family): {', '.join(reach)}."
+    )
     return " ".join(parts)
+
+
+def _reached(group: pd.DataFrame) -> int:
+    """How many claims of one family's rows have at least ``seeds_margin`` models per cell."""
+    return int((group.seeds >= group.seeds_margin.astype("Float64").fillna(float("inf"))).sum())
