@@ -2,7 +2,8 @@
 
 The plain loop is one sequential script in plain PyTorch: train each dense model once, then for
 every strategy and ratio copy it, prune it (``pruneflow.prune``, the library's one pruning call),
-evaluate, fine-tune with the mask, evaluate. No store, no files, torch's default threads. It uses
+evaluate, fine-tune with the mask, evaluate. No store, no files, torch's default threads and
+kernels (MKL's fp32 products on a CPU; the grid takes oneDNN's where they stay fp32). It uses
 the grid's seeds, data and models, so both do the same work and must reach the same accuracies.
 The two alternate, ``--reps`` times each, in one process; the median ratio plain / grid is printed
 with its spread, and the grid's time per phase.
@@ -11,8 +12,9 @@ Utilisation, measured in the same run: the training arithmetic of the cell, coun
 6 x multiply-adds per sample (from the model's layer shapes: a linear layer in x out, a convolution
 out x in/groups x kh x kw x output pixels) x training samples x epochs, dense and fine-tuning
 (evaluation and pruning left out), divided by each side's median wall time, in GFLOP/s, and as a
-fraction of the machine's matmul peak in fp32 and in bf16 (the best of a few 2048 x 2048 products
-on every core, measured before and after the repetitions). ``--precision`` sets the grid's
+fraction of the machine's matmul peak in fp32 (the better of torch's default kernel and oneDNN's)
+and in bf16 (the best of a few 2048 x 2048 products on every core, measured before and after the
+repetitions). ``--precision`` sets the grid's
 (default: the profile's, ``auto`` resolved for this machine); the plain loop stays fp32.
 
     python benchmarks/grid_speed.py                      # quick, mnist5k cell, 10 seeds, 3 reps
@@ -23,6 +25,7 @@ on every core, measured before and after the repetitions). ``--precision`` sets 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import math
@@ -35,7 +38,14 @@ import torch
 import torch.nn.functional as F
 
 from pruneflow import data, models, prune
-from pruneflow.devices import default_device, generator, resolve_precision, seeded
+from pruneflow.devices import (
+    default_device,
+    generator,
+    onednn_keeps_fp32,
+    onednn_matmuls,
+    resolve_precision,
+    seeded,
+)
 from pruneflow.experiment import grid, results
 from pruneflow.experiment.config import CONTROL, PruneConfig
 from pruneflow.experiment.profiles import Profile, load_profile
@@ -135,16 +145,18 @@ def training_flop(runs: list[PruneConfig]) -> float:
     return flop
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, tries: int = 5) -> float:
-    """GFLOP/s of the best of ``tries`` size x size products on every core (2 size^3 flop each)."""
+def matmul_peak(dtype: torch.dtype, onednn: bool = False, size: int = 2048, tries: int = 5) -> float:
+    """GFLOP/s of the best of ``tries`` size x size products on every core (2 size^3 flop each), on
+    torch's default kernel or (``onednn``) on oneDNN's (:func:`pruneflow.devices.onednn_matmuls`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     best = math.inf
-    for _ in range(tries + 1):  # the first one warms up
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
+    with onednn_matmuls() if onednn else contextlib.nullcontext():
+        for _ in range(tries + 1):  # the first one warms up
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
     torch.set_num_threads(threads)
     return 2 * size**3 / best / 1e9
 
@@ -191,7 +203,10 @@ def main() -> None:
     fp32 = dataclasses.replace(runs[0].dense.train, precision="fp32")
     plain = [dataclasses.replace(r, dense=dataclasses.replace(r.dense, train=fp32)) for r in runs]
     plain_loop(plain[:1])  # warm up torch's kernels outside both timings
-    peaks = {dtype: [matmul_peak(dtype)] for dtype in (torch.float32, torch.bfloat16)}
+    kernels = {"fp32": (torch.float32, False), "bf16": (torch.bfloat16, False)}
+    if onednn_keeps_fp32():
+        kernels["fp32 oneDNN"] = (torch.float32, True)
+    peaks = {name: [matmul_peak(*kernel)] for name, kernel in kernels.items()}
 
     plain_s, grid_s, clock = [], [], Stopwatch()
     for _ in range(args.reps):
@@ -202,8 +217,8 @@ def main() -> None:
         start = time.perf_counter()
         ours = grid_run(cell, clock)
         grid_s.append(time.perf_counter() - start)
-    for dtype, measured in peaks.items():
-        measured.append(matmul_peak(dtype))
+    for name, measured in peaks.items():
+        measured.append(matmul_peak(*kernels[name]))
     gap = statistics.median(abs(ours[r.id] - reference[p.id]) for r, p in zip(runs, plain, strict=True))
     ratios = [p / g for p, g in zip(plain_s, grid_s, strict=True)]
 
@@ -222,17 +237,19 @@ def main() -> None:
         f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x over {args.reps} reps)"
     )
     flop = training_flop(runs)
-    peak = {dtype: max(measured) for dtype, measured in peaks.items()}
+    peak = {name: max(measured) for name, measured in peaks.items()}
+    fp32 = max(v for k, v in peak.items() if k.startswith("fp32"))  # the machine's, on its best kernel
     print(
         f"training arithmetic: {flop / 1e12:.2f} TFLOP (6 x multiply-adds x samples x epochs); matmul "
-        f"peak on {os.cpu_count()} cores: fp32 {peak[torch.float32]:.0f} GFLOP/s, "
-        f"bf16 {peak[torch.bfloat16]:.0f} GFLOP/s"
+        f"peak on {os.cpu_count()} cores: "
+        + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in peak.items())
+        + " (fp32, bf16: torch's default kernels)"
     )
     for name, wall in (("plain loop", plain_s), ("grid", grid_s)):
         rate = flop / statistics.median(wall) / 1e9
         print(
-            f"  {name:<10} {rate:7.1f} GFLOP/s = {rate / peak[torch.float32]:6.1%} of the fp32 peak, "
-            f"{rate / peak[torch.bfloat16]:6.1%} of the bf16 peak"
+            f"  {name:<10} {rate:7.1f} GFLOP/s = {rate / fp32:6.1%} of the fp32 peak, "
+            f"{rate / peak['bf16']:6.1%} of the bf16 peak"
         )
     work = sum(clock.seconds.values())
     print(f"grid phases (last rep, worker seconds summed over processes: {work:.1f} s)")

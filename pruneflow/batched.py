@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from .data import Dataset, augment
-from .devices import generator
+from .devices import fp32_matmuls, generator
 from .masks import Mask, prunable_weights
 from .train import Diverged, History, Schedule, lr_factor, validation_split
 
@@ -74,33 +74,34 @@ def fit_many(
     momenta: dict[str, Tensor] = {}
     losses = [History() for _ in models]
     step = 0
-    for epoch in range(schedule.epochs):
-        order = train_idx[torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)]
-        running = torch.zeros(len(models), device=device)
-        for idx in order.split(schedule.batch_size, dim=1):
-            x = data.x_train[idx]
-            if data.augment:
-                x = torch.stack([augment(xi, gen) for xi, gen in zip(x, gens, strict=True)])
-            grads, batch_loss = grad_and_loss(params, stats, x, data.y_train[idx])
-            for name, m in kept.items():
-                grads[name].mul_(m)
-            _sgd_step(params, grads, momenta, schedule.lr * factor(step), schedule)
-            step += 1
-            for name, m in kept.items():
-                params[name].mul_(m)
-            running += batch_loss * idx.shape[1]
-        for history, value in zip(losses, running.tolist(), strict=True):
-            history.append(value / n)
-        bad = {i: h[-1] for i, h in enumerate(losses) if not math.isfinite(h[-1])}
-        if bad:
-            _write_back(models, params, stats)
-            raise Diverged(f"training loss of model(s) {bad} at epoch {epoch + 1}/{schedule.epochs}")
-        if len(val_idx):
-            best, now = _keep_best(
-                best, evaluating, params, stats, data.x_train[val_idx], data.y_train[val_idx]
-            )
-            for history, value in zip(losses, now.tolist(), strict=True):
-                history.validation.append(value)
+    with fp32_matmuls(device):  # bf16: autocast, in loss
+        for epoch in range(schedule.epochs):
+            order = train_idx[torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)]
+            running = torch.zeros(len(models), device=device)
+            for idx in order.split(schedule.batch_size, dim=1):
+                x = data.x_train[idx]
+                if data.augment:
+                    x = torch.stack([augment(xi, gen) for xi, gen in zip(x, gens, strict=True)])
+                grads, batch_loss = grad_and_loss(params, stats, x, data.y_train[idx])
+                for name, m in kept.items():
+                    grads[name].mul_(m)
+                _sgd_step(params, grads, momenta, schedule.lr * factor(step), schedule)
+                step += 1
+                for name, m in kept.items():
+                    params[name].mul_(m)
+                running += batch_loss * idx.shape[1]
+            for history, value in zip(losses, running.tolist(), strict=True):
+                history.append(value / n)
+            bad = {i: h[-1] for i, h in enumerate(losses) if not math.isfinite(h[-1])}
+            if bad:
+                _write_back(models, params, stats)
+                raise Diverged(f"training loss of model(s) {bad} at epoch {epoch + 1}/{schedule.epochs}")
+            if len(val_idx):
+                best, now = _keep_best(
+                    best, evaluating, params, stats, data.x_train[val_idx], data.y_train[val_idx]
+                )
+                for history, value in zip(losses, now.tolist(), strict=True):
+                    history.validation.append(value)
     _write_back(models, *((params, stats) if best is None else best[1:]))
     return losses
 

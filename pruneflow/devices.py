@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -70,3 +71,47 @@ def resolve_precision(precision: str, device: torch.device | None = None) -> str
     if precision != "auto":
         return precision
     return "bf16" if fast_bf16(device) else "fp32"
+
+
+@contextmanager
+def onednn_matmuls() -> Iterator[None]:
+    """A block whose fp32 matrix products on the CPU go to oneDNN instead of MKL, through torch's
+    switch for that (``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``, which also *permits*
+    oneDNN a bf16 down-conversion: see :func:`onednn_keeps_fp32`)."""
+    backend = torch.backends.mkldnn.matmul
+    before = backend.fp32_precision
+    backend.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        backend.fp32_precision = before
+
+
+def keeps_fp32(multiply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+    """Whether ``multiply`` computes a probe product (256 x 512 @ 512 x 256, entries in [1, 2)) to
+    within 1e-5 relative error of float64: fp32 kernels do about 1e-6, a bf16 one about 4e-4."""
+    gen = generator(0)
+    a, w = torch.rand(256, 512, generator=gen) + 1, torch.rand(512, 256, generator=gen) + 1
+    exact = a.double() @ w.double()
+    return bool(((multiply(a, w).double() - exact) / exact).abs().max() < 1e-5)
+
+
+@functools.cache
+def onednn_keeps_fp32() -> bool:
+    """Whether oneDNN computes this CPU's fp32 matrix products in fp32 under :func:`onednn_matmuls`
+    (:func:`keeps_fp32`). On a CPU without AMX oneDNN has no bf16 kernel for them and runs its AVX-512
+    fp32 one (``brg_matmul:avx512_core``), about twice as fast as MKL's on AMD CPUs, where MKL takes
+    its AVX2 path (``benchmarks/grid_speed.py`` measures both)."""
+
+    def onednn(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        with onednn_matmuls():
+            return a @ w
+
+    return torch.backends.mkldnn.is_available() and keeps_fp32(onednn)
+
+
+def fp32_matmuls(device: torch.device) -> AbstractContextManager[None]:
+    """A block whose fp32 matrix products on ``device`` run on its fastest fp32 kernel: oneDNN's on a
+    CPU where :func:`onednn_keeps_fp32`, torch's default elsewhere. Only the order of float sums
+    changes (``benchmarks/precision_equivalence.py`` shows the runs agree with the default's)."""
+    return onednn_matmuls() if device.type == "cpu" and onednn_keeps_fp32() else nullcontext()

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .checks import check_weight_decay
 from .data import Dataset, augment
-from .devices import generator
+from .devices import fp32_matmuls, generator
 from .masks import Mask, prunable_weights
 from .metrics import confusion_matrix
 from .registry import check_choice
@@ -106,35 +106,37 @@ def fit(
     model.train()
     losses = History()
     best = (math.inf, None)
-    for epoch in range(schedule.epochs):
-        order = train_idx[torch.randperm(n, generator=gen).to(data.x_train.device)]
-        running = torch.zeros((), device=data.x_train.device)
-        for idx in order.split(schedule.batch_size):
-            x = data.x_train[idx]
-            if data.augment:
-                x = augment(x, gen)
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=schedule.precision == "bf16"):
-                loss = F.cross_entropy(model(x), data.y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if mask is not None:
-                for p, m in masked:
-                    p.grad.mul_(m)
-            opt.step()
-            sched.step()
-            if mask is not None:
-                with torch.no_grad():
+    bf16 = schedule.precision == "bf16"
+    with fp32_matmuls(data.x_train.device):  # bf16: autocast, in the forward pass
+        for epoch in range(schedule.epochs):
+            order = train_idx[torch.randperm(n, generator=gen).to(data.x_train.device)]
+            running = torch.zeros((), device=data.x_train.device)
+            for idx in order.split(schedule.batch_size):
+                x = data.x_train[idx]
+                if data.augment:
+                    x = augment(x, gen)
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = F.cross_entropy(model(x), data.y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if mask is not None:
                     for p, m in masked:
-                        p.mul_(m)
-            running += loss.detach() * len(idx)
-        losses.append(running.item() / n)
-        if not math.isfinite(losses[-1]):
-            raise Diverged(f"training loss is {losses[-1]} at epoch {epoch + 1}/{schedule.epochs}")
-        if len(val_idx):
-            val = validation_loss(model, data.x_train[val_idx], data.y_train[val_idx])
-            losses.validation.append(val)
-            if val < best[0]:
-                best = (val, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                        p.grad.mul_(m)
+                opt.step()
+                sched.step()
+                if mask is not None:
+                    with torch.no_grad():
+                        for p, m in masked:
+                            p.mul_(m)
+                running += loss.detach() * len(idx)
+            losses.append(running.item() / n)
+            if not math.isfinite(losses[-1]):
+                raise Diverged(f"training loss is {losses[-1]} at epoch {epoch + 1}/{schedule.epochs}")
+            if len(val_idx):
+                val = validation_loss(model, data.x_train[val_idx], data.y_train[val_idx])
+                losses.validation.append(val)
+                if val < best[0]:
+                    best = (val, {k: v.detach().clone() for k, v in model.state_dict().items()})
     if best[1] is not None:
         model.load_state_dict(best[1])
     return losses

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from .. import __version__, devices
 
 LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "pingouin", "altair", "jupyter-book")
 
@@ -33,10 +33,13 @@ def code_version() -> str:
 
 
 def device_name(device: torch.device) -> str:
-    """``cpu (<processor>)`` or ``cuda:0 (<GPU name>)``."""
+    """``cpu (<processor>, <n> threads, fp32 products: <kernel>)`` or ``cuda:0 (<GPU name>)``; the
+    kernel is oneDNN's where :func:`pruneflow.devices.onednn_keeps_fp32`, else torch's default."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    kernel = "oneDNN" if devices.onednn_keeps_fp32() else "torch's default"
+    processor = platform.processor() or platform.machine()
+    return f"cpu ({processor}, {torch.get_num_threads()} threads, fp32 products: {kernel})"
 
 
 def library_versions() -> dict[str, str]:
