@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .. import __version__
@@ -15,12 +15,13 @@ from ..models import MODELS
 from ..pruning import BASES, check_compression
 from ..registry import check_choice
 from ..strategies import STRATEGIES
-from ..train import Schedule
+from ..train import PRECISIONS, Schedule
 from .fingerprint import dense_fingerprint, prune_fingerprint
 
 CONTROL = "control"  # reserved strategy name of the fine-tuned, unpruned t = 1 run
 _LATER_DEFAULTS = {"lr_steps": [], "validation": 0.0}  # schedule fields hashed only when set (as JSON)
-_LATER_PRUNE_DEFAULTS = {"finetune_lr_steps": [], "match": ""}  # the same for fields of PruneConfig
+# the same for fields of PruneConfig
+_LATER_PRUNE_DEFAULTS = {"finetune_lr_steps": [], "match": "", "finetune_precision": ""}
 MATCH = "@"  # a matched run's label: its strategy, MATCH, the strategy whose kept count it takes
 
 
@@ -77,8 +78,9 @@ class PruneConfig:
     """One pruned-and-fine-tuned model derived from a dense one.
 
     Fine-tuning runs ``finetune_epochs`` from ``finetune_lr``, cosine or in ``finetune_lr_steps``
-    stages (:class:`pruneflow.train.Schedule`); its momentum, batch size, precision and validation
-    split, like UP's eps and the fine-tuning weight decay, are those of the dense model's training.
+    stages (:class:`pruneflow.train.Schedule`), in ``finetune_precision`` ("" = the dense
+    training's); its momentum, batch size and validation split, like UP's eps and the fine-tuning
+    weight decay, are those of the dense model's training.
 
     ``match``, if set, names a mask-drawing strategy (``draws_mask``, e.g. UP-authors): the run then
     keeps exactly as many weights as ``match`` keeps at the same asked ``compression`` and ``basis``
@@ -96,6 +98,7 @@ class PruneConfig:
     finetune_lr: float = 0.01
     finetune_lr_steps: tuple[tuple[int, float], ...] = ()  # (epochs, lr factor) stages; () = cosine
     match: str = ""  # a mask-drawing strategy whose kept count this run takes; "" = the asked t's
+    finetune_precision: str = ""  # fp32 or bf16; "" = the dense model's training precision
 
     def __post_init__(self) -> None:
         if self.match:
@@ -112,6 +115,8 @@ class PruneConfig:
             raise ValueError(f"grad_batches and grad_batch_size must be >= 1, got {self}")
         if self.finetune_epochs < 0 or not self.finetune_lr > 0:
             raise ValueError(f"need finetune_epochs >= 0 and finetune_lr > 0, got {self}")
+        if self.finetune_precision:
+            check_choice("finetune precision", self.finetune_precision, PRECISIONS)
         object.__setattr__(self, "finetune_lr_steps", self.finetune.lr_steps)  # validated, as tuples
 
     @property
@@ -127,8 +132,12 @@ class PruneConfig:
     def streams(self) -> str:
         """Key of the run's random streams (RP's draw, the fine-tuning batch order): its identity
         without the code fingerprint, so that an edit of the code that changes no number (a
-        refactor) recomputes the run with the same draws and reproduces its rows."""
-        return _identity("prune", asdict(self), "")
+        refactor) recomputes the run with the same draws and reproduces its rows; and without the
+        precision, so that a run in bf16 draws what its fp32 twin draws (RP's mask, the batch order)
+        and the two are paired (``benchmarks/precision_equivalence.py``)."""
+        payload = asdict(replace(self, finetune_precision=""))
+        payload["dense"]["train"]["precision"] = "fp32"
+        return _identity("prune", payload, "")
 
     @property
     def code(self) -> str:
@@ -149,7 +158,7 @@ class PruneConfig:
             t.momentum,
             t.weight_decay,
             t.batch_size,
-            t.precision,
+            self.finetune_precision or t.precision,
             lr_steps=self.finetune_lr_steps,
             validation=t.validation,
         )

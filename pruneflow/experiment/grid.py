@@ -39,10 +39,12 @@ from .tasks import Outcome, RunContext, Stopwatch, cached, run_groups
 DENSE_KEYS = ("dataset", "model", "width", "seed")
 FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
 EXECUTORS = ("local", "dask")
-FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}  # runs of a cell's dense models fine-tuned at once (vmapped)
-# Dense models of a cell (its seeds) trained at once (vmapped). On a CPU one LeNet-300-100 step already
-# keeps a core busy: 8 at once measured no faster than one by one (fp32 and bf16, 2-core EPYC), so 1.
-DENSE_TOGETHER = {"cuda": 8, "cpu": 1}
+# Runs of a cell's dense models fine-tuned at once, and dense models of a cell (its seeds) trained at
+# once, both vmapped; on a CPU convolutional models go one by one (:func:`.tasks.at_once`). One core
+# of a 2-core EPYC, fp32, per model and epoch, 10 LeNet-300-100 at once against one by one: digits
+# 3.8 ms vs 7.1, MNIST-1D 9.6 vs 16.7, mnist5k 37 vs 35 (benchmarks/vmap_speed.py --threads 1).
+FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}
+DENSE_TOGETHER = {"cuda": 8, "cpu": 10}
 GRACE_SECONDS = 3.0  # after Ctrl-C, how long running workers may take to finish the run at hand
 
 

@@ -11,7 +11,8 @@ and models they register can be named::
     seeds: 10                     # seeds 0..9
     train: {epochs: 20, lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4, batch_size: 128,
             precision: auto}      # fp32 (default), bf16, or auto: see below
-    finetune: {epochs: 5, lr: 0.01}   # or a step schedule: lr_steps: [[3, 1], [2, 0.1]]
+    finetune: {epochs: 5, lr: 0.01}   # or a step schedule: lr_steps: [[3, 1], [2, 0.1]];
+                                      # precision: as train's (default: the dense training's)
     pruning: {basis: prunable, grad_batches: 1, grad_batch_size: 128}
     datasets:                     # per-dataset default model and training overrides
       digits: {model: lenet300-100, train: {epochs: 30}}
@@ -120,7 +121,8 @@ SCHEDULE = {
     "lr_steps": [["number"]],  # [[epochs, lr factor], ...] stages of a step schedule
     "validation": "number",  # held-out fraction for best-validation-loss selection
 }
-FINETUNE = {"epochs": "int", "lr": "number", "lr_steps": [["number"]]}  # lr_steps as in SCHEDULE
+# as in SCHEDULE; precision defaults to the dense training's
+FINETUNE = {"epochs": "int", "lr": "number", "lr_steps": [["number"]], "precision": "precision"}
 GRID = {
     "datasets": ["dataset"],
     "models": ["model"],
@@ -325,6 +327,7 @@ def _expand(spec: dict[str, Any], datasets: dict[str, Any], grid: dict[str, Any]
             "finetune_epochs": finetune.get("epochs", 10),
             "finetune_lr": finetune.get("lr", 0.01),
             "finetune_lr_steps": finetune.get("lr_steps", ()),
+            "finetune_precision": resolve_precision(finetune["precision"]) if "precision" in finetune else "",
         }
         for model, seed, label, ratio, basis in itertools.product(
             models,

@@ -130,18 +130,30 @@ def run_groups(groups: dict[DenseConfig, list[PruneConfig]], ctx: RunContext) ->
     outcomes = [Outcome("dense", p[0]) for p in prepared.values()]
     outcomes += [cached(t) for t in tables.values() if t is not None]
     todo = [r for r in tables if tables[r] is None]
-    if ctx.together > 1:
-        for chunk in _chunks([r for r in todo if prepared[r.dense][1] is not None], ctx.together):
-            if ctx.stopping():
-                return outcomes
-            rows = prune_runs_together(chunk, prepared, ctx)
-            outcomes += [store_rows(r, rows[r], ctx.store) for r in chunk]
-        todo = [r for r in todo if prepared[r.dense][1] is None]  # their dense model failed
+    size = {d: at_once(m, ctx.device, ctx.together) for d, (_, m, _) in prepared.items() if m is not None}
+    batched = [r for r in todo if size.get(r.dense, 1) > 1]  # the others: one by one, or no dense model
+    for chunk in _chunks(batched, ctx.together):
+        if ctx.stopping():
+            return outcomes
+        rows = prune_runs_together(chunk, prepared, ctx)
+        outcomes += [store_rows(r, rows[r], ctx.store) for r in chunk]
+    todo = [r for r in todo if size.get(r.dense, 1) == 1]
     for run in todo:
         if ctx.stopping():
             break
         outcomes.append(run_cell(run, *prepared[run.dense][1:], prepared[run.dense][0], ctx))
     return outcomes
+
+
+def at_once(model: torch.nn.Module, device: torch.device, size: int) -> int:
+    """How many models of ``model``'s architecture to train at once on ``device`` (vmapped, the
+    grid's ``size`` asked): ``size``, but 1 for a convolutional model on a CPU, where vmap turns N
+    convolutions into one grouped convolution that runs slower than N separate ones (one core:
+    LeNet-5 on mnist5k 347 ms per model and epoch for 4 at once, 211 ms one by one; ResNet-20 at
+    half width on digits no faster; ``benchmarks/vmap_speed.py --model lenet5 --threads 1``)."""
+    convolutions = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    convolutional = any(isinstance(m, convolutions) for m in model.modules())
+    return 1 if device.type == "cpu" and convolutional else max(1, size)
 
 
 def _chunks(runs: list[PruneConfig], size: int) -> Iterator[list[PruneConfig]]:
@@ -191,9 +203,9 @@ def prepare_denses(
             prepared[dense] = (table, model.to(ctx.device), dataset)
         else:
             missing.setdefault(replace(dense, seed=0), []).append(dense)
-    size = max(1, ctx.dense_together)
     for cell in missing.values():
         dataset = loaded[cell[0].dataset]
+        size = at_once(build_model(cell[0], dataset), ctx.device, ctx.dense_together)
         for start in range(0, len(cell), size):
             chunk = cell[start : start + size]
             for dense, (model, rows, history) in zip(chunk, train_denses(chunk, dataset, ctx), strict=True):
