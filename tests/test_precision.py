@@ -202,17 +202,21 @@ def test_batches_split_cells_evenly_and_keep_workers_busy() -> None:
 
 
 def test_methods_states_the_precision_of_the_configs() -> None:
-    """The methods sentence counts the dense models of each precision from their configs."""
+    """The methods sentence counts the dense models and the runs of each precision from their configs."""
     from pruneflow.report import methods
 
     fp32 = methods.Spec.of(parse(spec("fp32")))
-    assert "in fp32 for every model" in methods.precision_sentence(fp32)
+    sentence = methods.precision_sentence(fp32)
+    assert "in fp32 for every dense model, and fine-tuning in fp32 for every run" in sentence
     mixed = [
         dataclasses.replace(d, train=dataclasses.replace(d.train, precision="bf16")) if d.seed == 0 else d
         for d in fp32.dense
     ]
-    sentence = methods.precision_sentence(methods.Spec(fp32.profile, fp32.runs, mixed))
+    tuned = [dataclasses.replace(r, finetune_precision="bf16") for r in fp32.runs[:3]] + list(fp32.runs[3:])
+    sentence = methods.precision_sentence(methods.Spec(fp32.profile, tuned, mixed))
     assert "for 1 dense model under bf16 autocast" in sentence and "for 1 dense model in fp32" in sentence
+    assert "for 3 runs under bf16 autocast" in sentence
+    assert f"for {len(fp32.runs) - 3} runs in fp32" in sentence
 
 
 def test_build_prints_its_phase_times(tmp_path) -> None:
@@ -223,3 +227,95 @@ def test_build_prints_its_phase_times(tmp_path) -> None:
     path.write_text('{"grid": 612.4, "pages": 150.2}')
     assert book.phase_times(path, 800.0) == "phases: grid 612 s, pages 150 s, book 37 s (total 800 s)"
     assert book.phase_times(tmp_path / "none.json", 9.0) == "phases: book 9 s (total 9 s)"
+
+
+def test_the_fp32_probe_accepts_fp32_kernels_and_rejects_a_bf16_one() -> None:
+    """:func:`keeps_fp32` passes torch's own fp32 product and a two-term bf16 split (fp32-level
+    error), and rejects one that rounds its operands to bf16."""
+
+    def bf16(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (a.bfloat16() @ w.bfloat16()).float()
+
+    def split(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # (hi + lo)(hi + lo) without lo * lo
+        parts = [(x.bfloat16().double(), (x - x.bfloat16().float()).bfloat16().double()) for x in (a, w)]
+        (a1, a2), (w1, w2) = parts
+        return a1 @ w1 + a1 @ w2 + a2 @ w1
+
+    assert devices.keeps_fp32(torch.matmul) and devices.keeps_fp32(split)
+    assert not devices.keeps_fp32(bf16)
+
+
+def switch_recorder(seen: list[str]):
+    """A forward hook that records torch's oneDNN fp32 matmul switch as the pass sees it."""
+    return lambda *_: seen.append(torch.backends.mkldnn.matmul.fp32_precision)
+
+
+@pytest.mark.parametrize("route", [True, False], ids=["onednn", "forced-off"])
+def test_fp32_training_runs_on_the_probed_kernel_and_restores_torch(monkeypatch, digits, route) -> None:
+    """fit and fit_many train in fp32 under the oneDNN switch exactly when the probe allows it (forced
+    off: torch's default, as on a CPU whose oneDNN would round to bf16), put torch's setting back,
+    also when training raises, and both kernels reach the same weights up to float rounding."""
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    allowed = devices.onednn_keeps_fp32()
+    monkeypatch.setattr(devices, "onednn_keeps_fp32", lambda: route and allowed)
+    schedule = Schedule(epochs=2, lr=0.1, batch_size=100, validation=0.1)
+    models = []
+    for train in (
+        lambda m: fit(m, digits, schedule, seed=1),
+        lambda m: fit_many([m], digits, schedule, seeds=[1]),
+    ):
+        with seeded(0):
+            model = build("lenet300-100", digits.input_shape, digits.num_classes, 0.25)
+        seen: list[str] = []
+        hook = model.register_forward_hook(switch_recorder(seen))
+        train(model)
+        hook.remove()
+        assert set(seen) == {"bf16" if route and allowed else before}
+        assert torch.backends.mkldnn.matmul.fp32_precision == before
+        models.append(model)
+
+        def boom(*_):
+            raise RuntimeError("boom")
+
+        model.register_forward_hook(boom)
+        with pytest.raises(RuntimeError, match="boom"):
+            train(model)
+        assert torch.backends.mkldnn.matmul.fp32_precision == before
+    for p, q in zip(*(m.parameters() for m in models), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
+
+
+def test_convolutional_models_train_one_by_one_on_a_cpu() -> None:
+    """vmap pays for MLPs everywhere and for convolutions on CUDA only (:func:`tasks.at_once`)."""
+    from pruneflow.experiment.tasks import at_once
+
+    mlp = build("lenet300-100", (1, 8, 8), 10, 0.25)
+    conv = build("lenet5", (1, 28, 28), 10)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert at_once(mlp, cpu, 10) == 10 and at_once(mlp, cuda, 8) == 8
+    assert at_once(conv, cpu, 10) == 1 and at_once(conv, cuda, 8) == 8
+    assert at_once(mlp, cpu, 0) == 1
+
+
+def test_finetuning_precision_apart_from_the_dense_training(capsys, tmp_path) -> None:
+    """``finetune: {precision: bf16}`` fine-tunes in bf16 from fp32 dense models: the dense ids stay,
+    the runs get their own ids but draw what their fp32 twins draw (RP's mask, the batch order);
+    a bad value names its key and the valid choices."""
+    from pruneflow.__main__ import main
+
+    base = parse(spec("fp32"))
+    tuned = parse({**spec("fp32"), "finetune": {"epochs": 1, "lr": 0.01, "precision": "bf16"}})
+    assert {r.finetune.precision for r in tuned.runs} == {"bf16"}
+    assert {r.dense.train.precision for r in tuned.runs} == {"fp32"}
+    assert [r.dense.id for r in tuned.runs] == [r.dense.id for r in base.runs]
+    assert not {r.id for r in tuned.runs} & {r.id for r in base.runs}
+    assert [r.streams for r in tuned.runs] == [r.streams for r in base.runs]
+    path = tmp_path / "bad.yaml"
+    bad = {**spec("fp32"), "finetune": {"epochs": 1, "lr": 0.01, "precision": "fp8"}}
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--profile", str(path), "--results", str(tmp_path / "r")])
+    assert exit_.value.code == 2
+    assert "finetune.precision: unknown precision 'fp8'; valid choices: 'fp32', 'bf16', 'auto'" in (
+        capsys.readouterr().err
+    )
