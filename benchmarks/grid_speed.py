@@ -54,15 +54,18 @@ from pruneflow.train import PRECISIONS, Schedule, gradient_batches, validation_s
 
 
 def train(model, ds, s: Schedule, seed: int, masks=None) -> None:
-    """SGD with momentum, weight decay and a cosine schedule; pruned weights held at zero."""
+    """SGD with momentum, weight decay and a cosine schedule; pruned weights held at zero; with a
+    validation split, the weights of the epoch of lowest validation loss kept (as the grid does)."""
     opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    total = max(1, s.epochs * math.ceil(len(ds.y_train) / s.batch_size))
+    train_idx, val_idx = validation_split(len(ds.y_train), s.validation)
+    total = max(1, s.epochs * math.ceil(len(train_idx) / s.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / total)))
     params = dict(model.named_parameters())
     gen = generator(seed)
-    model.train()
+    best, kept = math.inf, None
     for _ in range(s.epochs):
-        for idx in torch.randperm(len(ds.y_train), generator=gen).split(s.batch_size):
+        model.train()
+        for idx in train_idx[torch.randperm(len(train_idx), generator=gen)].split(s.batch_size):
             loss = F.cross_entropy(model(ds.x_train[idx]), ds.y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -73,6 +76,14 @@ def train(model, ds, s: Schedule, seed: int, masks=None) -> None:
             with torch.no_grad():
                 for name, m in (masks or {}).items():
                     params[name].mul_(m)
+        if len(val_idx):
+            model.eval()
+            with torch.no_grad():
+                val = F.cross_entropy(model(ds.x_train[val_idx]), ds.y_train[val_idx]).item()
+            if val < best:
+                best, kept = val, copy.deepcopy(model.state_dict())
+    if kept is not None:
+        model.load_state_dict(kept)
 
 
 @torch.no_grad()

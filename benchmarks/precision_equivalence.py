@@ -116,6 +116,21 @@ def equivalence(reference: pd.DataFrame, other: pd.DataFrame, level: float) -> p
     return pd.DataFrame(rows)
 
 
+def divergence(reference: pd.DataFrame, other: pd.DataFrame) -> dict[str, float]:
+    """How far runs move, pooled over the cell's pruned runs: the share whose fine-tuned accuracy
+    changed at all, and the median and 90th percentile of |difference| in accuracy and alpha_hat."""
+    keys = ["strategy", "compression", "seed"]
+    both = reference.merge(other, on=keys, suffixes=("_ref", "_other"), validate="1:1")
+    found = {"runs": len(both)}
+    for metric in MARGINS:
+        gap = (both[f"{metric}_other"] - both[f"{metric}_ref"]).abs()
+        if metric == "accuracy":
+            found["changed"] = float((gap > 0).mean())
+        found[f"{metric} median"] = float(gap.median())
+        found[f"{metric} p90"] = float(gap.quantile(0.9))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -156,7 +171,7 @@ def main() -> None:
 
     print(f"\n{args.profile}/{args.grid}, {args.dataset}, seeds 0..{args.seeds - 1}: {len(cell)} runs an arm")
     print("grid seconds (0 if read back): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
-    tables, lines = [], []
+    tables, lines, spread = [], [], []
     claim_table = verdicts[REFERENCE][["verdict"]].rename(columns={"verdict": REFERENCE})
     for name in per_run:
         if name == REFERENCE:
@@ -171,12 +186,16 @@ def main() -> None:
             f"{len(claim_table)}: {'equivalence holds' if held else 'equivalence NOT shown'}"
         )
         tables.append(eq)
+        spread.append({"arm": name, **divergence(per_run[REFERENCE], per_run[name])})
         print(f"\n{name} - {REFERENCE}, paired by seed, {args.level:.0%} interval, TOST against the margin")
         print(eq.drop(columns="arm").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nclaims on this cell (Holm within each arm), verdicts:\n{claim_table.to_string()}")
+    moved = pd.DataFrame(spread).set_index("arm")
     summary = (
         f"margins: alpha_hat {MARGINS['alpha_hat']}, accuracy {MARGINS['accuracy']}, at {args.level:.0%}\n"
         + "\n".join(f"- {line}" for line in lines)
+        + f"\n\nHow far runs move from {REFERENCE} (|difference| per run; changed: accuracy differs at all)"
+        + f"\n\n{moved.to_markdown(floatfmt='.3g')}\n"
     )
     print(f"\n{summary}")
     out = Path(args.out)

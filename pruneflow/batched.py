@@ -5,10 +5,12 @@ step takes each model's gradient on its own batch with ``vmap(grad(loss))``. The
 torch's SGD on the stacked tensors; for model i at step k (k steps done, K in all):
 
     g_i <- g_i * m_i,   d_i = g_i + wd * w_i,   b_i = d_i (k = 0) else momentum * b_i + d_i,
-    w_i <- (w_i - lr_k * b_i) * m_i,   lr_k = lr * (1 + cos(pi * k / K)) / 2 (or the step schedule),
+    w_i <- w_i - lr_k * b_i,   lr_k = lr * (1 + cos(pi * k / K)) / 2 (or the step schedule),
 
-with m_i model i's mask (all ones without one). Each model gets its own batch order (and, for an
-augmented dataset, its own crops and flips) from ``generator(seeds[i])``, so the result is that of
+with m_i model i's mask (all ones without one); w_i starts as w_i * m_i, so a pruned weight, its
+d_i and its b_i are exactly 0 at every step (what ``fit`` gets by masking the weights again).
+Each model gets its own batch order (and, for an augmented dataset, its own crops and flips)
+from ``generator(seeds[i])``, so the result is that of
 ``fit(models[i], ..., seed=seeds[i], mask=masks[i])`` up to the floating-point rounding of batched
 matrix products. Buffers (BatchNorm's running statistics) are stacked like the parameters: under
 ``vmap`` each model normalises by its own batch statistics and updates its own running ones.
@@ -54,6 +56,8 @@ def fit_many(
     stacked, stats = stack_module_state(models)
     params = {name: p.detach() for name, p in stacked.items()}
     kept = _stack_masks(models, masks, params)
+    for name, m in kept.items():  # pruned weights start at 0, and masked gradients keep them there
+        params[name].mul_(m)
     base = copy.deepcopy(models[0]).to("meta")
 
     bf16 = schedule.precision == "bf16"
@@ -87,8 +91,6 @@ def fit_many(
                     grads[name].mul_(m)
                 _sgd_step(params, grads, momenta, schedule.lr * factor(step), schedule)
                 step += 1
-                for name, m in kept.items():
-                    params[name].mul_(m)
                 running += batch_loss * idx.shape[1]
             for history, value in zip(losses, running.tolist(), strict=True):
                 history.append(value / n)
@@ -194,9 +196,10 @@ def _stack_masks(
 def _sgd_step(
     params: dict[str, Tensor], grads: dict[str, Tensor], momenta: dict[str, Tensor], lr: float, s: Schedule
 ) -> None:
-    """torch.optim.SGD's update (no dampening, no Nesterov) in place on stacked tensors."""
+    """torch.optim.SGD's update (no dampening, no Nesterov) in place on stacked tensors; ``grads``
+    (fresh each step) are overwritten. A weight that is 0 with a 0 gradient and momentum stays 0."""
     for name, w in params.items():
-        d_p = grads[name].add(w, alpha=s.weight_decay) if s.weight_decay != 0 else grads[name]
+        d_p = grads[name].add_(w, alpha=s.weight_decay) if s.weight_decay != 0 else grads[name]
         if s.momentum != 0:
             if name in momenta:
                 d_p = momenta[name].mul_(s.momentum).add_(d_p)

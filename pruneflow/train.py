@@ -89,11 +89,15 @@ def fit(
 ) -> History:
     """Train ``model`` in place on ``data`` (already on the model's device); returns its
     :class:`History` (training and validation loss per epoch). Same model, data, schedule and seed
-    give the same weights."""
+    give the same weights. With ``mask``, the pruned weights are set to 0 and their gradients masked
+    at every step, so under SGD (decay and momentum included) they stay exactly 0."""
+    masked = []  # (weight, 0/1 mask in its dtype: cheaper to multiply by each step than a bool one)
     if mask is not None:
         mask.check(model)
-        # 0/1 in the weights' dtype: multiplying by it each step is cheaper than by the bool mask
         masked = [(p, mask[n].to(p.device, p.dtype)) for n, p in prunable_weights(model).items()]
+        with torch.no_grad():  # pruned weights start at 0; masked gradients keep them there under SGD
+            for p, m in masked:
+                p.mul_(m)
     gen = generator(seed)
     opt = torch.optim.SGD(
         model.parameters(), lr=schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay
@@ -119,15 +123,10 @@ def fit(
                     loss = F.cross_entropy(model(x), data.y_train[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if mask is not None:
-                    for p, m in masked:
-                        p.grad.mul_(m)
+                for p, m in masked:
+                    p.grad.mul_(m)
                 opt.step()
                 sched.step()
-                if mask is not None:
-                    with torch.no_grad():
-                        for p, m in masked:
-                            p.mul_(m)
                 running += loss.detach() * len(idx)
             losses.append(running.item() / n)
             if not math.isfinite(losses[-1]):
