@@ -41,8 +41,8 @@ FILTER_KEYS = (*DENSE_KEYS, "strategy", "compression", "basis")
 EXECUTORS = ("local", "dask")
 # Runs of a cell's dense models fine-tuned at once, and dense models of a cell (its seeds) trained at
 # once, both vmapped; on a CPU convolutional models go one by one (:func:`.tasks.at_once`). One core
-# of a 2-core EPYC, fp32, per model and epoch, 10 LeNet-300-100 at once against one by one: digits
-# 3.8 ms vs 7.1, MNIST-1D 9.6 vs 16.7, mnist5k 37 vs 35 (benchmarks/vmap_speed.py --threads 1).
+# of a 2-core EPYC, fp32: 10 LeNet-300-100 at once train 1.27x as fast as one by one on digits, 1.57x
+# on MNIST-1D, 0.91x on mnist5k (benchmarks/vmap_speed.py --threads 1).
 FINETUNE_TOGETHER = {"cuda": 8, "cpu": 10}
 DENSE_TOGETHER = {"cuda": 8, "cpu": 10}
 GRACE_SECONDS = 3.0  # after Ctrl-C, how long running workers may take to finish the run at hand

@@ -148,9 +148,9 @@ def run_groups(groups: dict[DenseConfig, list[PruneConfig]], ctx: RunContext) ->
 def at_once(model: torch.nn.Module, device: torch.device, size: int) -> int:
     """How many models of ``model``'s architecture to train at once on ``device`` (vmapped, the
     grid's ``size`` asked): ``size``, but 1 for a convolutional model on a CPU, where vmap turns N
-    convolutions into one grouped convolution that runs slower than N separate ones (one core:
-    LeNet-5 on mnist5k 347 ms per model and epoch for 4 at once, 211 ms one by one; ResNet-20 at
-    half width on digits no faster; ``benchmarks/vmap_speed.py --model lenet5 --threads 1``)."""
+    convolutions into one grouped convolution that runs slower than N separate ones (one core, 4 at
+    once: LeNet-5 on mnist5k 0.57x the speed of one by one, ResNet-20 at half width on digits 0.68x;
+    ``benchmarks/vmap_speed.py --model lenet5 --threads 1``)."""
     convolutions = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
     convolutional = any(isinstance(m, convolutions) for m in model.modules())
     return 1 if device.type == "cpu" and convolutional else max(1, size)
