@@ -71,15 +71,23 @@ def lenet5(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -
     )
 
 
+class _BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that normalises in its parameters' dtype: fp32 under bf16 autocast (where torch's
+    vmap rule for batch norm needs input and statistics in one dtype); the same module in fp32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype))
+
+
 class _Block(nn.Module):
     """Basic residual block; the shortcut subsamples and zero-pads channels (no parameters)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = _BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = _BatchNorm2d(c_out)
         self.stride, self.pad = stride, c_out - c_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +107,7 @@ class CifarResNet(nn.Module):
         n = (depth - 2) // 6
         widths = [_scale(c, width) for c in (16, 32, 64)]
         self.conv = nn.Conv2d(c_in, widths[0], 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(widths[0])
+        self.bn = _BatchNorm2d(widths[0])
         blocks, c = [], widths[0]
         for stage, w in enumerate(widths):
             for i in range(n):

@@ -319,3 +319,21 @@ def test_finetuning_precision_apart_from_the_dense_training(capsys, tmp_path) ->
     assert "finetune.precision: unknown precision 'fp8'; valid choices: 'fp32', 'bf16', 'auto'" in (
         capsys.readouterr().err
     )
+
+
+def test_fit_many_in_bf16_trains_a_batchnorm_resnet_as_fit_does(digits: Dataset) -> None:
+    """Under bf16 autocast and vmap, BatchNorm normalises in fp32 (its parameters' dtype), so
+    fit_many trains a ResNet (it raised on mixed dtypes before) and follows fit within bf16 rounding,
+    its statistics staying fp32."""
+    schedule = Schedule(epochs=1, lr=0.05, batch_size=128, precision="bf16")
+    initial = []
+    for seed in range(2):
+        with seeded(seed):
+            initial.append(build("resnet20", digits.input_shape, digits.num_classes, 0.25))
+    many = [copy.deepcopy(m) for m in initial]
+    many_losses = fit_many(many, digits, schedule, seeds=[0, 1])
+    one_losses = [fit(copy.deepcopy(m), digits, schedule, seed=s) for s, m in enumerate(initial)]
+    for got, want in zip(many_losses, one_losses, strict=True):
+        assert got == pytest.approx(want, rel=0.03)
+    stats = [b for m in many for n, b in m.named_buffers() if n.endswith("running_mean")]
+    assert stats and all(b.dtype == torch.float32 and b.abs().sum() > 0 for b in stats)
