@@ -118,6 +118,15 @@ def digits() -> Dataset:
     return load("digits")
 
 
+def seeded_models(name: str, data: Dataset, width: float, n: int) -> list[torch.nn.Module]:
+    """``n`` models of architecture ``name`` for ``data``, initialised under seeds 0..n-1."""
+    built = []
+    for seed in range(n):
+        with seeded(seed):
+            built.append(build(name, data.input_shape, data.num_classes, width))
+    return built
+
+
 def updates(models: list[torch.nn.Module], initial: list[torch.nn.Module]) -> torch.Tensor:
     """Each model's parameters minus its initial ones, flattened, one row per model."""
     flat = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in [*models, *initial]]
@@ -129,10 +138,7 @@ def test_fit_many_in_bf16_agrees_with_fit_in_bf16(digits: Dataset) -> None:
     differently: about 1% of the update), far closer than a model trained on another batch order,
     and differs from fp32 (autocast is on); the weights stay fp32."""
     schedule = Schedule(epochs=2, lr=0.1, batch_size=100, precision="bf16")
-    initial = []
-    for seed in range(3):
-        with seeded(seed):
-            initial.append(build("lenet300-100", digits.input_shape, digits.num_classes, 0.1))
+    initial = seeded_models("lenet300-100", digits, 0.1, 3)
     one = [copy.deepcopy(m) for m in initial]
     one_losses = [fit(m, digits, schedule, seed=s) for m, s in zip(one, [3, 14, 15], strict=True)]
     many = [copy.deepcopy(m) for m in initial]
@@ -326,10 +332,7 @@ def test_fit_many_in_bf16_trains_a_batchnorm_resnet_as_fit_does(digits: Dataset)
     fit_many trains a ResNet (it raised on mixed dtypes before) and follows fit within bf16 rounding,
     its statistics staying fp32."""
     schedule = Schedule(epochs=1, lr=0.05, batch_size=128, precision="bf16")
-    initial = []
-    for seed in range(2):
-        with seeded(seed):
-            initial.append(build("resnet20", digits.input_shape, digits.num_classes, 0.25))
+    initial = seeded_models("resnet20", digits, 0.25, 2)
     many = [copy.deepcopy(m) for m in initial]
     many_losses = fit_many(many, digits, schedule, seeds=[0, 1])
     one_losses = [fit(copy.deepcopy(m), digits, schedule, seed=s) for s, m in enumerate(initial)]
