@@ -213,14 +213,14 @@ def test_methods_states_the_precision_of_the_configs() -> None:
 
     fp32 = methods.Spec.of(parse(spec("fp32")))
     sentence = methods.precision_sentence(fp32)
-    assert "in fp32 for every dense model, and fine-tuning in fp32 for every run" in sentence
+    assert "Dense training ran in fp32 for every model, and fine-tuning in fp32 for every run" in sentence
     mixed = [
         dataclasses.replace(d, train=dataclasses.replace(d.train, precision="bf16")) if d.seed == 0 else d
         for d in fp32.dense
     ]
     tuned = [dataclasses.replace(r, finetune_precision="bf16") for r in fp32.runs[:3]] + list(fp32.runs[3:])
     sentence = methods.precision_sentence(methods.Spec(fp32.profile, tuned, mixed))
-    assert "for 1 dense model under bf16 autocast" in sentence and "for 1 dense model in fp32" in sentence
+    assert "ran for 1 model under bf16 autocast" in sentence and "for 1 model in fp32" in sentence
     assert "for 3 runs under bf16 autocast" in sentence
     assert f"for {len(fp32.runs) - 3} runs in fp32" in sentence
 

@@ -131,7 +131,7 @@ def precision_sentence(spec: Spec) -> str:
             return f"{said[next(iter(counts))]} for every {what}"
         return " and ".join(f"for {n} {what}{'s' * (n > 1)} {said[p]}" for p, n in sorted(counts.items()))
 
-    dense = how(Counter(d.train.precision for d in spec.dense), "dense model")
+    dense = how(Counter(d.train.precision for d in spec.dense), "model")
     tuned = how(Counter(r.finetune.precision for r in spec.runs), "run")
     return (
         f"Dense training ran {dense}, and fine-tuning {tuned}; the precision is part of each run's "
