@@ -226,7 +226,8 @@ def _read(path: Path, errors: bool = True) -> pa.Table | None:
     """The table of the result file ``path`` with its metadata; None if missing or unreadable, or
     (unless ``errors``) if it records a run that raised (status ``error``)."""
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as file:  # a third of read_table's time on a small file
+            table = file.read(use_threads=False)
     except (FileNotFoundError, OSError, pa.ArrowException):
         return None
     if table.schema.metadata is None or CONFIG_KEY not in table.schema.metadata or table.num_rows == 0:
