@@ -121,8 +121,8 @@ def run_group(dense: DenseConfig, group: list[PruneConfig], ctx: RunContext) -> 
 def run_groups(groups: dict[DenseConfig, list[PruneConfig]], ctx: RunContext) -> list[Outcome]:
     """The dense models of ``groups`` (trained, ``ctx.dense_together`` of a cell at once, or read
     back) and every run of each from its dense model, each read back if stored; ``ctx.together`` > 1
-    fine-tunes that many runs at once (:func:`fit_many`), across dense models. A ratio-free strategy
-    scores each dense model once for all its ratios."""
+    fine-tunes that many runs at once (:func:`fit_many`), across dense models, where :func:`at_once`
+    allows it. A ratio-free strategy scores each dense model once for all its ratios."""
     ctx = replace(ctx, shared={})
     tables = {r: ctx.store.read(r) for group in groups.values() for r in group}
     need = {d: any(tables[r] is None for r in group) for d, group in groups.items()}
