@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
+import functools
 
 import torch
+from vmap_speed import timed  # this folder's: the script's own folder is on sys.path
 
 from pruneflow import prune
 from pruneflow.batched import fit_many
@@ -32,17 +33,6 @@ def synthetic(samples: int, device: torch.device) -> Dataset:
     x = torch.randn(samples, 3, 32, 32, generator=gen)
     y = torch.randint(0, 10, (samples,), generator=gen)
     return Dataset("synthetic", "CIFAR-shaped noise", x, y, x[:128], y[:128], 10).to(device)
-
-
-def timed(device: torch.device, run, *args, **kwargs) -> float:
-    """Seconds ``run(*args, **kwargs)`` takes, with the device's queued work finished on both ends."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    run(*args, **kwargs)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -74,7 +64,8 @@ def main() -> None:
             seeds = list(range(n))
             fit_many(copy.deepcopy(pruned), warm, schedule, seeds=seeds, masks=masks)  # warm-up
             models = copy.deepcopy(pruned)
-            seconds = timed(device, fit_many, models, data, schedule, seeds=seeds, masks=masks)
+            run = functools.partial(fit_many, models, data, schedule, seeds=seeds, masks=masks)
+            seconds = timed(device, run)
             print(
                 f"{n:>3}  {precision:>9}  {seconds:>8.2f}  {seconds / n:>13.3f}  "
                 f"{n * args.samples / seconds:>9.0f}",
