@@ -12,20 +12,29 @@ Only the CIFAR sets are augmented (random 4-pixel-padded crop and horizontal fli
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import random
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .files import write_atomically
 from .registry import Registry
 
 DATA_ENV = "PRUNEFLOW_DATA"
+GENERATED = "generated"  # under the data folder: generated datasets, cached (generate_mnist1d)
+_MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
 
 
 @dataclass(frozen=True)
@@ -135,18 +144,46 @@ def _mnist5k(root: Path | None, download: bool) -> Dataset:
 @DATASETS.register("mnist1d")
 def _mnist1d(root: Path | None, download: bool) -> Dataset:
     """MNIST-1D generated from its templates (length-40 signals, 10 classes; standard 4,000/1,000 split)."""
-    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.data import get_dataset_args
 
+    return _from_mnist1d("mnist1d", _mnist1d.__doc__.strip(), generate_mnist1d(vars(get_dataset_args())))
+
+
+def generate_mnist1d(args: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``x``, ``y``, ``x_test``, ``y_test`` of MNIST-1D's ``make_dataset`` with the generator settings
+    ``args`` (the global RNGs it seeds are left as they were), kept in ``data_root(None)/generated/``
+    under the sha256 of the generator's version and ``args``: a process reads in milliseconds what
+    takes seconds to generate (about 4 s a ladder level). A missing, unreadable or unwritable cache
+    only means generating; a file is written to a temporary name and renamed."""
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    key = json.dumps({"mnist1d": version("mnist1d"), **args}, sort_keys=True)
+    path = data_root(None) / GENERATED / f"mnist1d-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile), np.load(path) as cached:
+        return {k: cached[k] for k in _MNIST1D_ARRAYS}
     states = np.random.get_state(), random.getstate()  # it seeds both global RNGs: restore them
     try:
-        raw = make_dataset(get_dataset_args())
+        raw = make_dataset(ObjectView(dict(args)))
     finally:
         np.random.set_state(states[0])
         random.setstate(states[1])
+    arrays = {k: np.asarray(raw[k]) for k in _MNIST1D_ARRAYS}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as file:  # a file object: np.savez would add ".npz" to a name
+            np.savez(file, **arrays)
+
+    with contextlib.suppress(OSError):
+        write_atomically(path, write)
+    return arrays
+
+
+def _from_mnist1d(name: str, description: str, raw: dict[str, np.ndarray]) -> Dataset:
     x_tr, x_te = _standardise(raw["x"][:, None, :], raw["x_test"][:, None, :])
     return Dataset(
-        "mnist1d",
-        _mnist1d.__doc__.strip(),
+        name,
+        description,
         x_tr.flatten(1),
         torch.as_tensor(raw["y"], dtype=torch.int64),
         x_te.flatten(1),
@@ -164,30 +201,19 @@ _DISTORTIONS = ("scale_coeff", "max_translation", "corr_noise_scale", "iid_noise
 
 def mnist1d_variant(level: float, n_train: int = LADDER_TRAIN, n_test: int = LADDER_TEST) -> Dataset:
     """MNIST-1D regenerated offline (seed 42) with every distortion setting of the generator multiplied by
-    ``level``: n_train training and n_test test signals; the global RNGs are left as they were."""
-    from mnist1d.data import get_dataset_args, make_dataset
+    ``level``: n_train training and n_test test signals (:func:`generate_mnist1d`)."""
+    from mnist1d.data import get_dataset_args
 
-    args = get_dataset_args()
+    args = vars(get_dataset_args())
     for key in _DISTORTIONS:
-        value = getattr(args, key) * level
-        setattr(args, key, round(value) if key == "max_translation" else value)
-    args.num_samples = n_train + n_test
-    args.train_split = n_train / (n_train + n_test)
-    states = np.random.get_state(), random.getstate()  # it seeds both global RNGs: restore them
-    try:
-        raw = make_dataset(args)
-    finally:
-        np.random.set_state(states[0])
-        random.setstate(states[1])
-    x_tr, x_te = _standardise(raw["x"][:, None, :], raw["x_test"][:, None, :])
-    return Dataset(
+        value = args[key] * level
+        args[key] = round(value) if key == "max_translation" else value
+    args["num_samples"] = n_train + n_test
+    args["train_split"] = n_train / (n_train + n_test)
+    return _from_mnist1d(
         f"mnist1d x{level:g}",
         f"MNIST-1D with distortions x{level:g} ({n_train:,} train / {n_test:,} test signals)",
-        x_tr.flatten(1),
-        torch.as_tensor(raw["y"], dtype=torch.int64),
-        x_te.flatten(1),
-        torch.as_tensor(raw["y_test"], dtype=torch.int64),
-        10,
+        generate_mnist1d(args),
     )
 
 

@@ -99,6 +99,39 @@ def test_mnist1d_variant_is_deterministic_and_graded() -> None:
     assert len(a.y_train) == 200 and len(a.y_test) == 100
 
 
+def test_generated_mnist1d_is_cached_on_disk(tmp_path, monkeypatch) -> None:
+    """The generator runs once per setting: a second process (here: a second call) reads the same
+    arrays from the data folder's generated/ cache; a damaged cache file is regenerated, and an
+    unwritable data folder only means generating each time."""
+    import mnist1d.data
+
+    from pruneflow.data import GENERATED, generate_mnist1d
+
+    monkeypatch.setenv("PRUNEFLOW_DATA", str(tmp_path / "data"))
+    calls, make = [], mnist1d.data.make_dataset
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda args: calls.append(1) or make(args))
+    args = {**vars(mnist1d.data.get_dataset_args()), "num_samples": 300, "train_split": 2 / 3}
+    first = generate_mnist1d(args)
+    second = generate_mnist1d(args)
+    assert len(calls) == 1 and len(first["y"]) == 200 and len(first["y_test"]) == 100
+    for key in ("x", "y", "x_test", "y_test"):
+        np.testing.assert_array_equal(first[key], second[key])
+    (cached,) = (tmp_path / "data" / GENERATED).glob("mnist1d-*.npz")
+    assert not list(cached.parent.glob(".*.tmp"))
+    generate_mnist1d({**args, "seed": 7})  # another setting: another file
+    assert len(calls) == 2 and len(list(cached.parent.glob("mnist1d-*.npz"))) == 2
+    cached.write_bytes(b"truncated")
+    np.testing.assert_array_equal(generate_mnist1d(args)["x"], first["x"])
+    assert len(calls) == 3
+    np.testing.assert_array_equal(generate_mnist1d(args)["x"], first["x"])
+    assert len(calls) == 3  # rewritten
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("PRUNEFLOW_DATA", str(blocked))  # a file: no folder can be made under it
+    np.testing.assert_array_equal(generate_mnist1d(args)["x"], first["x"])
+    assert len(calls) == 4
+
+
 def test_ladder_levels_are_registered_easy_to_hard() -> None:
     """Four offline levels, distortion factors rising up to beyond the generator's standard (1)."""
     assert list(MNIST1D_LADDER) == ["easy", "medium", "standard", "hard"]

@@ -26,9 +26,8 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ..files import write_atomically
 from ..train import History
 from .config import DenseConfig, PruneConfig, from_dict, to_dict
 
@@ -179,11 +179,11 @@ class Store:
                 {"train": list(history), "validation": history.validation}
             ).encode()
         table = table.replace_schema_metadata(metadata)
-        _atomic(self.path(config), lambda tmp: pq.write_table(table, tmp))
+        write_atomically(self.path(config), lambda tmp: pq.write_table(table, tmp))
 
     def save_weights(self, config: DenseConfig, state: dict[str, torch.Tensor]) -> None:
         cpu = {k: v.detach().cpu() for k, v in state.items()}
-        _atomic(self.checkpoint(config), lambda tmp: torch.save(cpu, tmp))
+        write_atomically(self.checkpoint(config), lambda tmp: torch.save(cpu, tmp))
 
     def load_weights(self, config: DenseConfig) -> dict[str, torch.Tensor] | None:
         """The stored weights of ``config``, or None if missing or unreadable (any error of
@@ -237,31 +237,10 @@ def _read(path: Path, errors: bool = True) -> pa.Table | None:
     return table
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _describe(run: PruneConfig) -> str:
     """A run in words, e.g. ``digits lenet300-100x0.25 seed 0 MP t=10 (3d5c288c6c12)``."""
     d = run.dense
     return f"{d.dataset} {d.label} seed {d.seed} {run.strategy} t={run.compression:g} ({run.id})"
-
-
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def load(path: str | Path = DEFAULT_ROOT, *, errors: bool = False) -> pd.DataFrame:
