@@ -261,3 +261,26 @@ def test_cli_refuses_bad_filter(tmp_path):
     assert done.returncode == 2
     assert "unknown filter key 'colour'" in done.stderr and "dataset" in done.stderr
     assert not Path(tmp_path / "r").exists()
+
+
+def test_a_subset_of_one_collection_equals_collecting_it(tmp_path):
+    """The book collects the folder once and each page takes its grids' subset: the same rows in the
+    same order, the same histories and the same missing runs as collecting that subset, also with a
+    run file and a dense model's file gone; runs outside the collection give None."""
+    spec = tiny_spec()
+    spec["grids"]["h"] = {"datasets": ["digits"], "models": [{"name": "lenet300-100", "width": 0.25}],
+                          "strategies": ["MP"], "ratios": [4]}  # fmt: skip
+    profile = parse(spec)
+    grid.run(profile, tmp_path, progress=False)
+    store = results.Store(tmp_path)
+    store.path(profile.grids["g"][1]).unlink()
+    store.path(profile.grids["h"][0].dense).unlink()
+    whole = results.collect(tmp_path, profile.runs)
+    assert len(whole.missing) == 1 + sum(r.dense == profile.grids["h"][0].dense for r in profile.runs)
+    for runs in (profile.grids["g"], profile.grids["h"], profile.grids["g"][::-3], profile.runs[::-1]):
+        expected, subset = results.collect(tmp_path, runs), whole.subset(runs)
+        pd.testing.assert_frame_equal(subset.frame, expected.frame)
+        pd.testing.assert_frame_equal(subset.history, expected.history)
+        assert subset.missing == expected.missing and subset.runs == expected.runs
+    other = parse(tiny_spec(ratios=[3])).runs
+    assert whole.subset(other) is None and whole.subset(profile.grids["g"]).subset(profile.grids["h"]) is None

@@ -259,6 +259,24 @@ class Collected:
     frame: pd.DataFrame  # rows of the runs and of their dense models (each once), as load gives them
     missing: list[PruneConfig]  # runs whose rows, or whose dense model's rows, are not readable
     history: pd.DataFrame  # per dense model and epoch: HISTORY_COLUMNS (:func:`history`)
+    runs: tuple[str, ...] = ()  # ids of the runs collected (:meth:`subset` answers for these only)
+
+    def subset(self, runs: Iterable[PruneConfig]) -> Collected | None:
+        """What :func:`collect` gives for ``runs`` from the same folder, read from this collection
+        without reading a file (the same rows in the same order); None unless every run of ``runs``
+        was collected here. The book collects once and its pages take their grids' subsets."""
+        runs = list(dict.fromkeys(runs))
+        if not {r.id for r in runs} <= set(self.runs):
+            return None
+        lost = {r.id for r in self.missing}
+        dense = list(dict.fromkeys(r.dense.id for r in runs))
+        order = {key: i for i, key in enumerate([*dense, *(r.id for r in runs if r.id not in lost)])}
+        return Collected(
+            _in_order(self.frame, "run_id", order),
+            [r for r in runs if r.id in lost],
+            _in_order(self.history, "dense_id", {key: i for i, key in enumerate(dense)}),
+            tuple(r.id for r in runs),
+        )
 
 
 def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
@@ -267,7 +285,8 @@ def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
     their own or of their dense model (or stored as an ``error``, to retry) are ``missing``.
     Only reads: works on a read-only folder and computes nothing."""
     store, dense, tables, missing = Store(root), {}, [], []
-    for run in dict.fromkeys(runs):
+    runs = list(dict.fromkeys(runs))
+    for run in runs:
         if run.dense not in dense:
             dense[run.dense] = _read(store.path(run.dense), errors=False)
         table = _read(store.path(run), errors=False)
@@ -276,7 +295,14 @@ def collect(root: str | Path, runs: Iterable[PruneConfig]) -> Collected:
         else:
             tables.append(table)
     stored = [t for t in dense.values() if t is not None]
-    return Collected(_frame([*stored, *tables]), missing, history(stored))
+    return Collected(_frame([*stored, *tables]), missing, history(stored), tuple(r.id for r in runs))
+
+
+def _in_order(frame: pd.DataFrame, column: str, order: dict[str, int]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``column`` is a key of ``order``, sorted by its value (stable)."""
+    rank = frame[column].map(order)
+    keep = rank.notna().to_numpy()
+    return frame[keep].iloc[rank[keep].to_numpy().argsort(kind="stable")].reset_index(drop=True)
 
 
 def history(tables: Iterable[pa.Table]) -> pd.DataFrame:

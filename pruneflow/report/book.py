@@ -40,12 +40,13 @@ from ..experiment import grid
 from ..experiment import results as store
 from ..experiment.fingerprint import package_fingerprint
 from ..experiment.profiles import load_profile
-from .pages import Page, plan, toc
+from .pages import PAGES, Page, plan, toc
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(__file__).resolve().parents[1]
 CACHE = ".pages.json"
 PHASES_ENV = "PRUNEFLOW_PHASES"  # where prepare writes its phase seconds (JSON) for build to print
+COLLECTED = "collected.pkl"  # the results folder's rows, collected once for every page (in the work folder)
 TOC = "_toc.yml"  # written into book/generated from the page plan
 
 
@@ -102,7 +103,8 @@ def prepare(
     start = time.perf_counter()
     if progress:
         print(summary, flush=True)
-    frame = store.collect(results, loaded.runs).frame
+    collected = store.collect(results, loaded.runs)
+    frame = collected.frame
     pages = plan(loaded, frame)
     shared = {"profile": profile_arg, "results": str(results)}
     code, rows = source_hash(), rows_hash(frame)
@@ -123,7 +125,10 @@ def prepare(
                     shutil.copy2(csv, work / "data" / csv.name)
             else:
                 stale.append((page, source, output))
-        executed = _execute_all(stale, shared, root, work / "data", workers, progress)
+        pd.to_pickle(collected, work / COLLECTED)  # each page takes its subset: no file read again
+        # the pages reading the most runs first, so that the longest do not start last
+        stale.sort(key=lambda item: -sum(len(loaded.grids[g]) for g in PAGES[item[0].notebook].read(loaded)))
+        executed = _execute_all(stale, shared, root, work, workers, progress)
         if executed or keys != old:  # else the book is up to date: leave every file as it is
             (work / "pages" / CACHE).write_text(json.dumps(keys, indent=1) + "\n")
             (work / "pages" / TOC).write_text(yaml.safe_dump(toc(pages), sort_keys=False))
@@ -140,7 +145,7 @@ def prepare(
 
 
 def _execute_all(
-    stale: list[tuple[Page, Path, Path]], shared: dict, root: Path, data: Path, workers: int, progress: bool
+    stale: list[tuple[Page, Path, Path]], shared: dict, root: Path, work: Path, workers: int, progress: bool
 ) -> list[str]:
     """Execute the ``stale`` (page, notebook, output) triples, ``workers`` kernels at a time (each
     page is one process; pages read and compute independently); returns their names. The first
@@ -148,14 +153,14 @@ def _execute_all(
     if workers <= 1 or len(stale) <= 1:
         for page, source, output in stale:
             _announce(page, progress)
-            _execute(page, source, output, shared, root, data)
+            _execute(page, source, output, shared, root, work)
         return [page.name for page, _, _ in stale]
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads forked
     with ProcessPoolExecutor(min(workers, len(stale)), mp_context=spawn) as pool:
         futures = []
         for page, source, output in stale:
             _announce(page, progress)
-            futures.append(pool.submit(_execute, page, source, output, shared, root, data))
+            futures.append(pool.submit(_execute, page, source, output, shared, root, work))
         try:
             for future in as_completed(futures):
                 future.result()
@@ -171,10 +176,11 @@ def _announce(page: Page, progress: bool) -> None:
         print(f"executing {page.name}", flush=True)
 
 
-def _execute(page: Page, source: Path, output: Path, shared: dict, root: Path, data: Path) -> None:
+def _execute(page: Page, source: Path, output: Path, shared: dict, root: Path, work: Path) -> None:
     import papermill
 
-    context = {"page": page.name, "data": str(data)}  # where the page's tables save their CSVs
+    # where the page's tables save their CSVs, and the rows the book collected for every page
+    context = {"page": page.name, "data": str(work / "data"), "collected": str(work / COLLECTED)}
     try:
         papermill.execute_notebook(
             str(source),

@@ -31,6 +31,7 @@ class PageContext:
     stage: str = "finetuned"
     export: display.Export | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    collected: Path | None = None  # the book's collection of the results folder (a pickle), if any
 
     @cached_property
     def profile(self) -> Profile:
@@ -39,7 +40,8 @@ class PageContext:
     @cached_property
     def store(self) -> evidence.Store:
         """Every row of the grids this page reads, read once."""
-        return evidence.read(self.profile, self.results, self.grids(), source=self.profile_name)
+        collected = pd.read_pickle(self.collected) if self.collected else None
+        return evidence.read(self.profile, self.results, self.grids(), self.profile_name, collected)
 
     def evidence(self, *grids: str, **only: object) -> evidence.Evidence:
         """The evidence of ``grids`` (default: the page's own) restricted to runs matching ``only``
@@ -100,7 +102,8 @@ def open_page(
 ) -> PageContext:
     """The context of the page ``notebook``: ``profile`` (default ``$PRUNEFLOW_PROFILE``, else quick),
     ``results`` (default ``$PRUNEFLOW_RESULTS``, else ``results``), ``book`` as the book builder
-    passes it (``{"page": name, "data": folder}``: where the tables' CSVs go), ``stage`` and the
+    passes it (``{"page": name, "data": folder, "collected": file}``: where the tables' CSVs go, and
+    the folder's rows it collected once for every page, :meth:`.results.Collected.subset`), ``stage`` and the
     notebook's other parameters, each checked against its valid values (one-line errors); a
     parameter given as None is left unset (the page's own grid, every model of it)."""
     params = {key: value for key, value in params.items() if value is not None}
@@ -111,6 +114,7 @@ def open_page(
         stage,
         display.Export(book["page"], Path(book["data"])) if book else None,
         dict(params),
+        Path(book["collected"]) if book and book.get("collected") else None,
     )
     page.check("stage", stage, list(STAGES))
     try:

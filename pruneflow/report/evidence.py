@@ -86,12 +86,21 @@ class Store:
         return Evidence(self.frame[self.frame.run_id.isin(ids)], stage)
 
 
-def read(profile: Profile, root: str | Path, grids: Sequence[str], source: str | None = None) -> Store:
+def read(
+    profile: Profile,
+    root: str | Path,
+    grids: Sequence[str],
+    source: str | None = None,
+    collected: results.Collected | None = None,
+) -> Store:
     """Every stored row of ``grids`` of ``profile`` in the results folder ``root`` (nothing is
-    computed); raises :class:`MissingRuns` naming the command that computes what is missing
+    computed), taken from ``collected`` (the book's one collection of the folder) where it holds
+    them; raises :class:`MissingRuns` naming the command that computes what is missing
     (``source``: the profile as named on the command line)."""
     runs = profile.subset(*grids).runs
-    found = results.collect(root, runs)
+    found = collected.subset(runs) if collected is not None else None
+    if found is None:
+        found = results.collect(root, runs)
     if found.missing:
         raise MissingRuns(
             f"results folder {str(root)!r} lacks {len(found.missing)} of the {len(runs)} runs of "
