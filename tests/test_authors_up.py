@@ -163,7 +163,7 @@ def _dense_model(root, dense: DenseConfig) -> torch.nn.Module:
     from pruneflow.experiment.results import Store
     from pruneflow.experiment.tasks import build_model
 
-    model = build_model(dense, data.load(dense.dataset))
+    model = build_model(dense, data.load(dense.dataset), torch.device("cpu"))
     model.load_state_dict(Store(root).load_weights(dense))
     return model
 

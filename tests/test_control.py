@@ -35,7 +35,7 @@ def test_control_runs_once_per_dense_model_unpruned_and_fine_tuned(tmp_path) -> 
 def test_control_keeps_every_weight_nonzero(digits, tmp_path) -> None:
     spec = parse(tiny_spec(control=True))
     run = next(r for r in spec.runs if r.strategy == CONTROL)
-    model = tasks.build_model(run.dense, digits)
+    model = tasks.build_model(run.dense, digits, torch.device("cpu"))
     fit(model, digits, run.dense.train, seed=0)
     common = {**tasks._run_fields(run), **tasks._common(run.dense, model, torch.device("cpu"))}
     ctx = tasks.RunContext(Store(tmp_path), torch.device("cpu"))

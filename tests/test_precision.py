@@ -340,3 +340,36 @@ def test_fit_many_in_bf16_trains_a_batchnorm_resnet_as_fit_does(digits: Dataset)
         assert got == pytest.approx(want, rel=0.03)
     stats = [b for m in many for n, b in m.named_buffers() if n.endswith("running_mean")]
     assert stats and all(b.dtype == torch.float32 and b.abs().sum() > 0 for b in stats)
+
+
+def test_convolutional_models_are_channels_last_on_a_cpu(make_model) -> None:
+    """:func:`devices.place` stores a conv model's 4-d weights channels-last on a CPU (MLPs and other
+    devices as they are): the same function of the same weights, the same masks, and masked weights
+    that stay exactly 0 in training; a checkpoint of it loads into either layout."""
+    from pruneflow.pruning import compute_mask
+
+    cpu = torch.device("cpu")
+    mlp = devices.place(make_model("lenet300-100", width=0.25), cpu)
+    assert all(p.is_contiguous() for p in mlp.parameters())
+    for name, shape in (("lenet5", (1, 28, 28)), ("resnet20", (3, 8, 8))):
+        plain = make_model(name, input_shape=shape, width=0.5).eval()
+        placed = devices.place(copy.deepcopy(plain), cpu)
+        convs = [p for p in placed.parameters() if p.dim() == 4]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+        assert not any(p.is_contiguous() for p in convs if p.shape[1] > 1)
+        x = torch.randn(16, *shape, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(placed(x), plain(x), rtol=1e-5, atol=1e-5)
+        for strategy in ("MP", "RP"):
+            a, b = (compute_mask(m, strategy, 10, seed=3).masks for m in (plain, placed))
+            assert all(torch.equal(a[k], b[k]) for k in a)
+        reloaded = copy.deepcopy(plain)
+        reloaded.load_state_dict(placed.state_dict())
+        torch.testing.assert_close(reloaded(x), plain(x), rtol=1e-5, atol=1e-5)
+    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
+    data = Dataset("tiny", "", torch.randn(64, 1, 28, 28), y, torch.randn(8, 1, 28, 28), y[:8], 10)
+    model = devices.place(make_model("lenet5", width=0.5), cpu)
+    mask = compute_mask(model, "MP", 10).masks
+    fit(model, data, Schedule(epochs=2, lr=0.05, batch_size=16, validation=0.0), seed=0, mask=mask)
+    for name, weight in model.named_parameters():
+        if name in mask:
+            assert torch.count_nonzero(weight[~mask[name].bool()]) == 0, name

@@ -25,7 +25,7 @@ import torch
 
 from .. import data, models
 from ..batched import fit_many
-from ..devices import derive_seed, seeded
+from ..devices import derive_seed, place, seeded
 from ..masks import Mask, parameter_counts
 from ..metrics import accuracy_from_confusion, recall_from_confusion
 from ..pruning import Unreachable, compute_mask, prune, score
@@ -199,13 +199,13 @@ def prepare_denses(
         dataset = loaded[dense.dataset]
         if table is not None and not _ok(table):  # a failed dense model stays failed
             prepared[dense] = (table, None, dataset)
-        elif table is not None and (model := _restore(dense, dataset, store)) is not None:
-            prepared[dense] = (table, model.to(ctx.device), dataset)
+        elif table is not None and (model := _restore(dense, dataset, ctx)) is not None:
+            prepared[dense] = (table, model, dataset)
         else:
             missing.setdefault(replace(dense, seed=0), []).append(dense)
     for cell in missing.values():
         dataset = loaded[cell[0].dataset]
-        size = at_once(build_model(cell[0], dataset), ctx.device, ctx.dense_together)
+        size = at_once(build_model(cell[0], dataset, ctx.device), ctx.device, ctx.dense_together)
         for start in range(0, len(cell), size):
             chunk = cell[start : start + size]
             for dense, (model, rows, history) in zip(chunk, train_denses(chunk, dataset, ctx), strict=True):
@@ -216,13 +216,13 @@ def prepare_denses(
     return {dense: prepared[dense] for dense in denses}
 
 
-def _restore(dense: DenseConfig, dataset: data.Dataset, store: Store) -> torch.nn.Module | None:
+def _restore(dense: DenseConfig, dataset: data.Dataset, ctx: RunContext) -> torch.nn.Module | None:
     """The stored trained model of ``dense``, or None if its checkpoint is missing or cannot be
     loaded into the architecture (any error: truncated, garbage, other shapes): then it is retrained."""
-    weights = store.load_weights(dense)
+    weights = ctx.store.load_weights(dense)
     if weights is None:
         return None
-    model = build_model(dense, dataset)
+    model = build_model(dense, dataset, ctx.device)
     try:
         model.load_state_dict(weights)
     except Exception:  # a checkpoint that does not fit is as good as missing
@@ -245,10 +245,11 @@ def _ok(table: pa.Table) -> bool:
     return set(table.column("status").to_pylist()) == {"ok"}
 
 
-def build_model(dense: DenseConfig, dataset: data.Dataset) -> torch.nn.Module:
-    """The untrained model of ``dense``, initialised under its seed."""
+def build_model(dense: DenseConfig, dataset: data.Dataset, device: torch.device) -> torch.nn.Module:
+    """The untrained model of ``dense``, initialised under its seed, on ``device`` (:func:`place`)."""
     with seeded(stream_seed(Stream.INIT, dense.seed)):
-        return models.build(dense.model, dataset.input_shape, dataset.num_classes, dense.width)
+        model = models.build(dense.model, dataset.input_shape, dataset.num_classes, dense.width)
+    return place(model, device)
 
 
 def _common(dense: DenseConfig, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
@@ -307,7 +308,7 @@ def train_dense(
     """The trained dense model (None if it failed), its rows and its training history (None if it
     failed); nothing is stored."""
     start, clock = time.perf_counter(), ctx.clock
-    model = build_model(dense, dataset).to(ctx.device)
+    model = build_model(dense, dataset, ctx.device)
     common = _dense_common(dense, model, ctx.device)
     try:
         with clock("dense"):
@@ -328,7 +329,7 @@ def train_denses(
     if len(denses) == 1:
         return [train_dense(denses[0], dataset, ctx)]
     start, clock = time.perf_counter(), ctx.clock
-    built = [build_model(dense, dataset).to(ctx.device) for dense in denses]
+    built = [build_model(dense, dataset, ctx.device) for dense in denses]
     try:
         with clock("dense"):
             seeds = [stream_seed(Stream.ORDER, dense.seed) for dense in denses]
