@@ -189,3 +189,42 @@ def test_step_schedule_and_best_validation_epoch_match_sequential_fit() -> None:
     for model, want in zip(models, expected, strict=True):
         assert_same_weights(model, want)
     assert any(not torch.equal(m[-1].weight, f[-1].weight) for m, f in zip(models, last, strict=True))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_per_model_gradients_of_an_mlp_by_batched_products(digits: Dataset, precision: str) -> None:
+    """A plain MLP's per-model gradients come from batched matrix products (no torch.func): each
+    model's equal the gradient of its own loss by autograd (and torch.func's), with and without biases
+    or a Flatten; other architectures keep vmap(grad)."""
+    from torch.func import stack_module_state
+
+    from pruneflow.batched import _layers, per_model_gradients
+
+    bf16 = precision == "bf16"
+    tol = {"atol": 2e-2, "rtol": 2e-2} if bf16 else {"atol": 1e-6, "rtol": 1e-5}
+    gen = torch.Generator().manual_seed(0)
+    no_flatten = nn.Sequential(nn.Linear(64, 12, bias=False), nn.ReLU(), nn.Linear(12, 10))
+    for kind in ("lenet300-100", "no flatten"):
+        models = [mlp(digits, s) if kind == "lenet300-100" else copy.deepcopy(no_flatten) for s in SEEDS]
+        for i, model in enumerate(models[1:], start=1):
+            with seeded(i), torch.no_grad():
+                for p in model.parameters():
+                    p.normal_(0, 0.3)
+        assert _layers(models[0]) is not None
+        idx = torch.randint(0, len(digits.y_train), (len(models), 50), generator=gen)
+        x, y = digits.x_train[idx], digits.y_train[idx]
+        x = x if kind == "lenet300-100" else x.flatten(2)
+        params, buffers = stack_module_state(models)
+        grads, losses = per_model_gradients(copy.deepcopy(models[0]).to("meta"), bf16)(params, buffers, x, y)
+        for i, model in enumerate(models):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
+            loss.backward()
+            torch.testing.assert_close(losses[i], loss.detach(), **tol)
+            for name, p in model.named_parameters():
+                torch.testing.assert_close(grads[name][i], p.grad, **tol)
+                assert grads[name][i].is_contiguous()
+    assert _layers(build("lenet5", (1, 28, 28), 10)) is None
+    assert _layers(nn.Sequential(nn.Linear(4, 4), nn.Dropout(), nn.Linear(4, 2))) is None
+    assert _layers(nn.Sequential(nn.Linear(4, 4), nn.Flatten(), nn.Linear(4, 2))) is None
+    assert _layers(nn.Sequential(nn.ReLU())) is None
