@@ -70,7 +70,7 @@ def fit_many(
     best: tuple[Tensor, dict[str, Tensor], dict[str, Tensor]] | None = None  # per-model lowest val loss
     evaluating = copy.deepcopy(base).eval()  # the architecture in eval mode, for the validation loss
     factor = lr_factor(schedule, math.ceil(n / schedule.batch_size))
-    momenta: dict[str, Tensor] = {}
+    sgd = _sgd(params, schedule)
     losses = [History() for _ in models]
     step = 0
     with fp32_matmuls(device):  # bf16: autocast, in loss
@@ -84,7 +84,7 @@ def fit_many(
                 grads, batch_loss = grad_and_loss(params, stats, x, data.y_train[idx])
                 for name, m in kept.items():
                     grads[name].mul_(m)
-                _sgd_step(params, grads, momenta, schedule.lr * factor(step), schedule)
+                _sgd_step(params, grads, sgd, schedule.lr * factor(step))
                 step += 1
                 running += batch_loss * idx.shape[1]
             for history, value in zip(losses, running.tolist(), strict=True):
@@ -246,19 +246,24 @@ def _stack_masks(
     }
 
 
-def _sgd_step(
-    params: dict[str, Tensor], grads: dict[str, Tensor], momenta: dict[str, Tensor], lr: float, s: Schedule
-) -> None:
-    """torch.optim.SGD's update (no dampening, no Nesterov) in place on stacked tensors; ``grads``
-    (fresh each step) are overwritten. A weight that is 0 with a 0 gradient and momentum stays 0."""
+def _sgd(params: dict[str, Tensor], s: Schedule) -> torch.optim.SGD:
+    """torch's SGD (no dampening, no Nesterov) over the stacked tensors, its fused kernel where torch
+    has one for them (one pass over weights, gradients and momenta instead of four: an update of 10
+    stacked LeNet-300-100 on MNIST takes 0.7 instead of 1.5 ms on one core), else its foreach one."""
+    tensors, options = list(params.values()), dict(lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    try:
+        return torch.optim.SGD(tensors, **options, fused=True)
+    except RuntimeError:  # no fused kernel for this device or dtype
+        return torch.optim.SGD(tensors, **options, foreach=True)
+
+
+def _sgd_step(params: dict[str, Tensor], grads: dict[str, Tensor], sgd: torch.optim.SGD, lr: float) -> None:
+    """One update of ``sgd`` (over ``params``) at learning rate ``lr`` with ``grads``, fresh each step.
+    A weight that is 0 with a 0 gradient and momentum stays 0."""
     for name, w in params.items():
-        d_p = grads[name].add_(w, alpha=s.weight_decay) if s.weight_decay != 0 else grads[name]
-        if s.momentum != 0:
-            if name in momenta:
-                d_p = momenta[name].mul_(s.momentum).add_(d_p)
-            else:
-                d_p = momenta[name] = d_p.clone()
-        w.add_(d_p, alpha=-lr)
+        w.grad = grads[name]
+    sgd.param_groups[0]["lr"] = lr
+    sgd.step()
 
 
 @torch.no_grad()
