@@ -176,6 +176,14 @@ def test_seeds_needed_is_the_smallest_n_reaching_the_half_width():
     sd = est.se * np.sqrt(10)
     half = lambda k: stats.t.ppf(0.995, k - 1) * sd / np.sqrt(k)  # noqa: E731
     assert half(n) <= 0.1 < half(n - 1)
+    rng = np.random.default_rng(8)  # against the linear search over n, D strata, limits included
+    for strata, spread, width, limit in [(1, 0.3, 0.1, 100_000), (3, 1.0, 0.05, 100_000), (2, 0.01, 0.5, 9),
+                                         (1, 5.0, 0.001, 500), (4, 0.2, 0.02, 100_000)]:  # fmt: skip
+        est = inference.pooled([rng.normal(0, spread, 12) for _ in range(strata)])
+        sd, n = est.se * np.sqrt(est.units / strata), 2
+        while n < limit and stats.t.ppf(0.995, strata * (n - 1)) * sd / np.sqrt(n) > width:
+            n += 1
+        assert inference.seeds_needed(est, width, 0.99, limit) == n
 
 
 def test_null_frames_rarely_give_a_verdict():

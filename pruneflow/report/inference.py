@@ -123,13 +123,21 @@ def bootstrap_ci(
 def seeds_needed(estimate: Estimate, half_width: float, level: float, limit: int = 100_000) -> int | None:
     """Smallest number n of models per stratum for which the interval's half-width
     t_{(1+level)/2, D(n-1)} * sd / sqrt(n) <= ``half_width``, where sd = se * sqrt(units / D) is the
-    observed per-unit spread (t formula of the planned design, D strata of n models); None without
-    a spread."""
+    observed per-unit spread (t formula of the planned design, D strata of n models); ``limit`` if
+    no n below it does; None without a spread. The half-width falls as n grows, so n is found by
+    bisection (about 17 quantiles instead of up to ``limit``)."""
     if not math.isfinite(estimate.se) or estimate.strata == 0:
         return None
     sd = estimate.se * math.sqrt(estimate.units / estimate.strata)
     d = estimate.strata
-    n = 2
-    while n < limit and stats.t.ppf((1 + level) / 2, d * (n - 1)) * sd / math.sqrt(n) > half_width:
-        n += 1
-    return n
+
+    def wide(n: int) -> bool:
+        return stats.t.ppf((1 + level) / 2, d * (n - 1)) * sd / math.sqrt(n) > half_width
+
+    lo, hi = 2, limit  # wide(n) for every n < lo; hi = limit or not wide(hi)
+    if not wide(lo):
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if wide(mid) else (lo, mid)
+    return hi
