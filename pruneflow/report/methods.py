@@ -138,7 +138,9 @@ def precision_sentence(spec: Spec) -> str:
         "configuration and hash, so runs made in another precision are other runs. On a CPU, fp32 "
         "matrix products ran on oneDNN's fp32 kernels where a probe product shows they stay fp32 "
         "(about twice as fast as MKL's on AMD processors), on torch's default elsewhere; a kernel "
-        "changes only the order of float sums, and each row names it in its device."
+        "changes only the order of float sums, and each row names it in its device. So do the ways "
+        "several models train at once (vmapped; an MLP's gradients by batched matrix products) and a "
+        "convolutional model's channels-last layout on a CPU."
     )
 
 
