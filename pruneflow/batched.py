@@ -78,7 +78,7 @@ def fit_many(
             order = train_idx[torch.stack([torch.randperm(n, generator=gen) for gen in gens]).to(device)]
             running = torch.zeros(len(models), device=device)
             for idx in order.split(schedule.batch_size, dim=1):
-                x = data.x_train[idx]
+                x = data.x_train.index_select(0, idx.flatten()).unflatten(0, idx.shape)  # = x_train[idx]
                 if data.augment:
                     x = torch.stack([augment(xi, gen) for xi, gen in zip(x, gens, strict=True)])
                 grads, batch_loss = grad_and_loss(params, stats, x, data.y_train[idx])
