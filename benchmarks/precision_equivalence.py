@@ -3,7 +3,8 @@
 The cell (default: quick's strategy grid on mnist5k: MP, GP, UP, RP at its ratios plus the t = 1
 control, seeds 0..29 whatever the profile's count) runs through the grid in each arm (:data:`ARMS`):
 the reference (fp32 on the fastest fp32 kernel, the library's default), fp32 on torch's default
-kernel (MKL on a CPU: other float sums), fp32 with every initial weight moved one fp32 step (the
+kernel (MKL on a CPU: other float sums), fp32 with torch.func's per-model gradients for MLPs too
+(other float sums), fp32 with every initial weight moved one fp32 step (the
 noise floor: how far one rounding carries), bf16 autocast throughout, and bf16 for the fine-tuning
 only (from the reference's dense models). Each arm goes to its own folder under ``--results``
 (kept: a rerun reads it back). RP's draw and the batch orders do not depend on precision
@@ -30,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pruneflow import data, devices
+from pruneflow import batched, data, devices
 from pruneflow.experiment import grid, results, tasks
 from pruneflow.experiment.config import DenseConfig, PruneConfig
 from pruneflow.experiment.profiles import Profile, load_profile
@@ -42,13 +43,16 @@ MARGINS = {"alpha_hat": 0.1, "accuracy": 0.01}
 @dataclasses.dataclass(frozen=True)
 class Arm:
     """One way to compute the cell: the dense training's and the fine-tuning's precision, whether
-    every initial weight of a dense model is moved by one fp32 step (``nudge``), and whether fp32
-    products run on torch's default kernel rather than the fastest fp32 one (``default_kernel``)."""
+    every initial weight of a dense model is moved by one fp32 step (``nudge``), whether fp32
+    products run on torch's default kernel rather than the fastest fp32 one (``default_kernel``), and
+    whether models trained together take their gradients by torch.func's ``vmap(grad)`` even where
+    they are MLPs (``func_gradients``, instead of batched matrix products)."""
 
     dense: str
     finetune: str
     nudge: bool = False
     default_kernel: bool = False
+    func_gradients: bool = False
 
     def runs(self, cell: list[PruneConfig]) -> tuple[PruneConfig, ...]:
         """``cell`` computed this way; RP's draw and the batch orders stay those of the fp32 runs
@@ -61,7 +65,7 @@ class Arm:
         )
 
 
-BUILD, FASTEST = tasks.build_model, devices.onednn_keeps_fp32
+BUILD, FASTEST, LAYERS = tasks.build_model, devices.onednn_keeps_fp32, batched._layers
 
 
 def nudged(dense: DenseConfig, dataset: data.Dataset, device: torch.device) -> torch.nn.Module:
@@ -79,6 +83,7 @@ REFERENCE = "fp32"
 ARMS = {
     REFERENCE: Arm("fp32", "fp32"),
     "fp32, torch's kernel": Arm("fp32", "fp32", default_kernel=True),  # MKL's sums, not oneDNN's
+    "fp32, torch.func gradients": Arm("fp32", "fp32", func_gradients=True),  # vmap(grad)'s sums
     "fp32, nudged": Arm("fp32", "fp32", nudge=True),  # the noise floor: one rounding of the start
     "bf16": Arm("bf16", "bf16"),
     "bf16 fine-tuning": Arm("fp32", "bf16"),  # the dense models of the fp32 arm
@@ -158,10 +163,12 @@ def main() -> None:
         profile = Profile(full.name, full.description, full.spec, {args.grid: runs})
         folder = Path(args.results) / (
             f"{arm.dense}-{arm.finetune}{'-nudged' * arm.nudge}{'-default-kernel' * arm.default_kernel}"
+            f"{'-func' * arm.func_gradients}"
         )
         start = time.perf_counter()
         tasks.build_model = nudged if arm.nudge else BUILD  # forked grid workers inherit both
         devices.onednn_keeps_fp32 = (lambda: False) if arm.default_kernel else FASTEST
+        batched._layers = (lambda model: None) if arm.func_gradients else LAYERS
         print(name, grid.run(profile, folder, progress=False), flush=True)
         seconds[name] = time.perf_counter() - start
         frame = results.collect(folder, list(runs)).frame
