@@ -125,7 +125,8 @@ def prepare(
                     shutil.copy2(csv, work / "data" / csv.name)
             else:
                 stale.append((page, source, output))
-        pd.to_pickle(collected, work / COLLECTED)  # each page takes its subset: no file read again
+        if stale:  # each page takes its subset: no file read again
+            pd.to_pickle(collected, work / COLLECTED)
         # the pages reading the most runs first, so that the longest do not start last
         stale.sort(key=lambda item: -sum(len(loaded.grids[g]) for g in PAGES[item[0].notebook].read(loaded)))
         executed = _execute_all(stale, shared, root, work, workers, progress)
