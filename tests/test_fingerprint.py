@@ -15,23 +15,10 @@ import yaml
 from pruneflow.experiment import results
 from pruneflow.experiment.fingerprint import source_fingerprint
 from pruneflow.experiment.profiles import parse
+from tests.test_grid import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = {
-    "name": "fp",
-    "seeds": 1,
-    "train": {"epochs": 1, "lr": 0.05},
-    "finetune": {"epochs": 1, "lr": 0.01},
-    "datasets": {"digits": {"model": "lenet300-100"}},
-    "grids": {
-        "g": {
-            "datasets": ["digits"],
-            "models": [{"name": "lenet300-100", "width": 0.125}],
-            "strategies": ["MP", "RP"],
-            "ratios": [2, 10],
-        }
-    },
-}
+SPEC = {**tiny_spec(seeds=1), "name": "fp"}
 MP_LINE = "    return {n: w.detach().abs() for n, w in weights.items()}\n"
 
 

@@ -20,6 +20,7 @@ from pruneflow.experiment import grid, results
 from pruneflow.experiment.profiles import parse
 from pruneflow.models import build
 from pruneflow.train import Schedule, fit
+from tests.test_grid import tiny_spec
 
 ZEN5 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -52,21 +53,10 @@ def test_bf16_units_detected_from_cpuinfo_flags(monkeypatch, cpuinfo: str, fast:
 
 
 def spec(precision: str) -> dict:
-    return {
-        "name": "tiny",
-        "seeds": 2,
-        "train": {"epochs": 2, "lr": 0.05, "precision": precision},
-        "finetune": {"epochs": 1, "lr": 0.01},
-        "datasets": {"digits": {"model": "lenet300-100"}},
-        "grids": {
-            "g": {
-                "datasets": ["digits"],
-                "models": [{"name": "lenet300-100", "width": 0.125}],
-                "strategies": ["MP", "RP"],
-                "ratios": [2, 10],
-            }
-        },
-    }
+    """The grid tests' tiny profile, trained at ``precision``."""
+    tiny = tiny_spec()
+    tiny["train"]["precision"] = precision
+    return tiny
 
 
 @pytest.fixture
